@@ -1,0 +1,25 @@
+"""PneumoLab: label pneumonia on chest X-rays, train models from the labels, review them."""
+
+import streamlit as st
+from ui_state import workspace
+
+from core.readers import list_readers
+
+st.set_page_config(page_title="PneumoLab", page_icon=":material/radiology:", layout="wide")
+
+ws = workspace()
+
+pages = [
+    st.Page("app_pages/worklist.py", title="Worklist", icon=":material/view_list:", default=True),
+    st.Page("app_pages/import_images.py", title="Import", icon=":material/upload_file:"),
+]
+page = st.navigation(pages)
+
+with st.sidebar:
+    names = [r.name for r in list_readers(ws)]
+    if st.session_state.get("sidebar_reader") not in names:
+        st.session_state["sidebar_reader"] = names[0]
+    st.selectbox("Reader", names, key="sidebar_reader", help="Whose labels you see and save.")
+    st.caption(f"Workspace: `{ws.root}`")
+
+page.run()

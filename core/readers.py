@@ -1,0 +1,93 @@
+"""Readers (the people who label and review) and the workspace label set."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core.workspace import Workspace
+from db import queries
+from db.models import LabelClass, Reader
+
+ROLES = ("annotator", "reviewer", "admin")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class ReaderInfo:
+    id: int
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    id: int
+    name: str
+    color: str
+
+
+def list_readers(ws: Workspace) -> list[ReaderInfo]:
+    with ws.sessions() as s:
+        return [
+            ReaderInfo(r.id, r.name, r.role) for r in s.scalars(select(Reader).order_by(Reader.id))
+        ]
+
+
+def add_reader(ws: Workspace, name: str, role: str = "annotator") -> ReaderInfo:
+    name = name.strip()
+    if not name:
+        raise ValueError("reader name is empty; type a name")
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    try:
+        with ws.sessions.begin() as s:
+            r = Reader(name=name, role=role)
+            s.add(r)
+            s.flush()
+            return ReaderInfo(r.id, r.name, r.role)
+    except IntegrityError as e:
+        raise ValueError(f"a reader named {name!r} already exists") from e
+
+
+def get_or_create_reader(ws: Workspace, name: str, role: str = "annotator") -> ReaderInfo:
+    with ws.sessions() as s:
+        r = queries.reader_by_name(s, name)
+        if r is not None:
+            return ReaderInfo(r.id, r.name, r.role)
+    try:
+        return add_reader(ws, name, role)
+    except ValueError:
+        with ws.sessions() as s:
+            r = queries.reader_by_name(s, name)
+            return ReaderInfo(r.id, r.name, r.role)
+
+
+def list_labels(ws: Workspace) -> list[LabelInfo]:
+    with ws.sessions() as s:
+        return [LabelInfo(c.id, c.name, c.color) for c in queries.label_classes(s)]
+
+
+def add_label(ws: Workspace, name: str, color: str = "#ffcc00") -> LabelInfo:
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise ValueError("label name must be 1 to 64 characters")
+    if not _COLOR.match(color):
+        raise ValueError(f"colour {color!r} is not of the form #RRGGBB")
+    try:
+        with ws.sessions.begin() as s:
+            c = LabelClass(name=name, color=color)
+            s.add(c)
+            s.flush()
+            return LabelInfo(c.id, c.name, c.color)
+    except IntegrityError as e:
+        raise ValueError(f"label {name!r} already exists") from e
+
+
+def ensure_label(ws: Workspace, name: str) -> None:
+    with ws.sessions.begin() as s:
+        if s.scalar(select(LabelClass.id).where(LabelClass.name == name)) is None:
+            s.add(LabelClass(name=name, color="#ffcc00"))

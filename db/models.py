@@ -1,0 +1,226 @@
+"""SQLAlchemy 2.0 typed models of a PneumoLab workspace.
+
+Annotations and findings are append-only: a save adds a row, never rewrites one, so every
+revision (who, when, which tool, model-derived or not) stays on record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Setting(Base):
+    """Workspace-wide key/value settings (e.g. the de-identification salt)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Reader(Base):
+    """A person who labels or reviews; becomes an account once accounts exist."""
+
+    __tablename__ = "readers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="annotator")
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LabelClass(Base):
+    __tablename__ = "label_classes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    color: Mapped[str] = mapped_column(String(9), default="#ff0000")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Image(Base):
+    """One stored X-ray. Pixels live in the image store under their content hash."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        Index("ix_images_imported_at_id", "imported_at", "id"),
+        Index("ix_images_status_id", "status", "id"),
+        Index("ix_images_modality_id", "modality", "id"),
+        Index("ix_images_patient_key", "patient_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    storage_path: Mapped[str] = mapped_column(String(255))
+    thumbnail_path: Mapped[str | None] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    modality: Mapped[str] = mapped_column(String(16))
+    source_format: Mapped[str] = mapped_column(String(16))
+    bits_stored: Mapped[int] = mapped_column(Integer)
+    photometric: Mapped[str] = mapped_column(String(16))
+    # Modality value = stored pixel * pixel_scale + pixel_offset (fits any range in a uint16 PNG).
+    pixel_offset: Mapped[float] = mapped_column(Float, default=0.0)
+    pixel_scale: Mapped[float] = mapped_column(Float, default=1.0)
+    pixel_spacing_row: Mapped[float | None] = mapped_column(Float)
+    pixel_spacing_col: Mapped[float | None] = mapped_column(Float)
+    window_center: Mapped[float | None] = mapped_column(Float)
+    window_width: Mapped[float | None] = mapped_column(Float)
+    value_min: Mapped[float] = mapped_column(Float, default=0.0)
+    value_max: Mapped[float] = mapped_column(Float, default=255.0)
+    # Salted hashes only: the clear identifiers never reach the database.
+    patient_key: Mapped[str | None] = mapped_column(String(64))
+    study_key: Mapped[str | None] = mapped_column(String(64))
+    series_key: Mapped[str | None] = mapped_column(String(64))
+    view: Mapped[str | None] = mapped_column(String(16))
+    # Display name without identifying text (e.g. "IMG-000042").
+    display_name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="unlabelled")
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    imported_by: Mapped[str | None] = mapped_column(String(120))
+
+    revisions: Mapped[list[AnnotationRevision]] = relationship(back_populates="image")
+
+
+class AnnotationRevision(Base):
+    """One save of one reader's shapes on one image, in original-image pixel coordinates."""
+
+    __tablename__ = "annotation_revisions"
+    __table_args__ = (
+        UniqueConstraint("image_id", "reader_id", "revision", name="uq_revision_per_reader"),
+        Index("ix_revisions_image_reader", "image_id", "reader_id", "revision"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"))
+    revision: Mapped[int] = mapped_column(Integer)
+    based_on_revision: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    tool: Mapped[str] = mapped_column(String(32), default="manual")
+    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual|import|model
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    image_width: Mapped[int] = mapped_column(Integer)
+    image_height: Mapped[int] = mapped_column(Integer)
+    shapes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    image: Mapped[Image] = relationship(back_populates="revisions")
+
+
+class ImageFinding(Base):
+    """Image-level finding by one reader; append-only, newest wins."""
+
+    __tablename__ = "image_findings"
+    __table_args__ = (Index("ix_findings_image_reader", "image_id", "reader_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"))
+    # pneumonia | no_pneumonia | uncertain | reviewed_no_finding
+    finding: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    """An immutable trained model: settings, data snapshot, curves and checkpoint."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(64))
+    arch: Mapped[str] = mapped_column(String(32))
+    encoder: Mapped[str] = mapped_column(String(32))
+    image_size: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    checkpoint_path: Mapped[str] = mapped_column(String(255))
+    parent_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    device: Mapped[str] = mapped_column(String(32))
+    duration_s: Mapped[float] = mapped_column(Float)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Prediction(Base):
+    """A model version's output for one image, stored as a probability PNG."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("model_version_id", "image_id", name="uq_prediction"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE")
+    )
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    probability_path: Mapped[str] = mapped_column(String(255))
+    score: Mapped[float] = mapped_column(Float)
+    uncertainty: Mapped[float] = mapped_column(Float)
+    boxes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Review(Base):
+    """A reviewer's verdict on a prediction or a reader's labels (append-only)."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"))
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    decision: Mapped[str] = mapped_column(String(16))  # accepted|rejected|corrected|signed_off
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    """Long work (training, batch prediction, big imports) run by a worker process."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_id", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # queued | running | succeeded | failed | cancelled
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
