@@ -3,11 +3,14 @@
 import streamlit as st
 from ui_state import workspace
 
+from core.jobs import ensure_worker
 from core.readers import list_readers
 
 st.set_page_config(page_title="PneumoLab", page_icon=":material/radiology:", layout="wide")
 
 ws = workspace()
+# Jobs run in a worker process; start one if none holds this workspace's worker lock.
+ensure_worker(ws)
 
 pages = [
     st.Page("app_pages/worklist.py", title="Worklist", icon=":material/view_list:", default=True),

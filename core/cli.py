@@ -1,4 +1,4 @@
-"""`pneumolab` command line: import, list, train, evaluate, predict, export, worker.
+"""`pneumolab` command line: import, images, train, evaluate, predict, models, worker.
 
 Every command prints exactly one JSON line on stdout at the end; progress goes to stderr.
 Exit status: 0 done, 2 bad input (refused files, unknown names, missing paths).
@@ -10,56 +10,127 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from core import cli_models
+from core.cli_models import BadInput
 from core.workspace import Workspace
 
 EXIT_BAD_INPUT = 2
 
 
-class BadInput(Exception):
-    """A user error: printed as {"error": ...} and exit 2."""
-
-
-def _emit(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def _stderr_progress(i: int, n: int, name: str) -> None:
+def _stderr_progress(i: int, n: int, _name: str) -> None:
     if n and sys.stderr.isatty():
-        sys.stderr.write(f"\r[{i}/{n}] {' ' * 10}")
+        sys.stderr.write(f"\rimporting {i}/{n}" + ("\n" if i == n else ""))
         sys.stderr.flush()
 
 
-def cmd_import(ws: Workspace, args: argparse.Namespace) -> int:
+def cmd_import(ws: Workspace, args: argparse.Namespace) -> dict:
     from core.importer import import_paths
 
-    report = import_paths(ws, args.paths, progress=_stderr_progress, imported_by="cli")
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
-    _emit(report.summary())
-    return EXIT_BAD_INPUT if report.refused else 0
+    return import_paths(ws, args.paths, progress=_stderr_progress, imported_by="cli").summary()
 
 
-def cmd_images(ws: Workspace, args: argparse.Namespace) -> int:
+def add_import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", help="files, folders (recursive) or .zip archives")
+
+
+def cmd_images(ws: Workspace, args: argparse.Namespace) -> dict:
     from core.catalog import list_images
     from db.queries import WorklistFilter
 
     images = list_images(ws, WorklistFilter(status=args.status, modality=args.modality, sort="id"))
-    if args.json:
-        _emit({"images": images, "count": len(images)})
-    else:
+    if not args.json:
         for im in images:
-            print(
+            sys.stderr.write(
                 f"{im['id']:>7}  {im['display_name']}  {im['width']}x{im['height']}  "
-                f"{im['modality']:<4} {im['status']}"
+                f"{im['modality']:<4} {im['status']}\n"
             )
-    return 0
+    return {"images": images, "count": len(images)}
 
 
-COMMANDS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], int], str]] = {
-    "import": (cmd_import, "import PNG/JPEG/DICOM files, folders (recursive) and .zip files"),
-    "images": (cmd_images, "list the workspace's images"),
+def add_images_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="only the JSON line (no table on stderr)")
+    p.add_argument("--status", help="only images with this status (e.g. unlabelled)")
+    p.add_argument("--modality", help="only images of this modality (e.g. CR)")
+
+
+def cmd_worker(ws: Workspace, args: argparse.Namespace) -> dict:
+    from core.jobs import run_worker
+
+    run_worker(ws, workers=args.workers)
+    return {"worker": "stopped"}
+
+
+def add_worker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1, help="jobs run at once (default 1)")
+
+
+def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict:
+    from core.interchange import export_workspace
+
+    try:
+        return export_workspace(
+            ws,
+            args.format,
+            args.out,
+            reader=args.reader,
+            image_data=args.image_data,
+            zip_output=args.zip,
+        )
+    except ValueError as e:
+        raise BadInput(str(e)) from e
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("format", choices=["labelme", "masks", "coco", "all"])
+    p.add_argument("out", help="output folder (or .zip path with --zip)")
+    p.add_argument("--reader", help="only this reader's newest revision (default: each reader's)")
+    p.add_argument("--image-data", action="store_true", help="embed imageData in LabelMe JSON")
+    p.add_argument("--zip", action="store_true", help="write one .zip instead of a folder")
+
+
+@dataclass(frozen=True)
+class Command:
+    run: Callable[[Workspace, argparse.Namespace], dict]
+    add_args: Callable[[argparse.ArgumentParser], None]
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "import": Command(
+        cmd_import,
+        add_import_args,
+        "import PNG/JPEG/DICOM files, folders (recursive) and .zip files",
+    ),
+    "images": Command(cmd_images, add_images_args, "list the workspace's images"),
+    "export": Command(cmd_export, add_export_args, "export LabelMe JSON, PNG masks or COCO"),
+    "train": Command(
+        cli_models.cmd_train,
+        cli_models.add_train_args,
+        "train a segmentation model on the workspace's labels",
+    ),
+    "evaluate": Command(
+        cli_models.cmd_evaluate,
+        cli_models.add_evaluate_args,
+        "evaluate a model on a folder of images with LabelMe JSON",
+    ),
+    "predict": Command(
+        cli_models.cmd_predict,
+        cli_models.add_predict_args,
+        "write probability maps, masks and boxes for images",
+    ),
+    "models": Command(cli_models.cmd_models, lambda p: None, "list model versions"),
+    "activate": Command(
+        cli_models.cmd_activate,
+        cli_models.add_activate_args,
+        "make a model version active (rollback = activate an older one)",
+    ),
+    "worker": Command(
+        cmd_worker,
+        add_worker_args,
+        "run a job worker (training, batch prediction) in the foreground",
+    ),
 }
 
 
@@ -67,25 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pneumolab", description=__doc__.splitlines()[0])
     p.add_argument("--workspace", help="workspace folder (default: $PNEUMOLAB_HOME or ~/PneumoLab)")
     sub = p.add_subparsers(dest="command", required=True)
-
-    imp = sub.add_parser("import", help=COMMANDS["import"][1])
-    imp.add_argument("paths", nargs="+", help="files, folders or .zip archives")
-
-    ims = sub.add_parser("images", help=COMMANDS["images"][1])
-    ims.add_argument("--json", action="store_true", help="one JSON line instead of a table")
-    ims.add_argument("--status", help="only images with this status (e.g. unlabelled)")
-    ims.add_argument("--modality", help="only images of this modality (e.g. CR)")
-
-    for name, (_fn, help_text) in COMMANDS.items():
-        if name not in sub.choices:
-            extra = EXTRA_PARSERS.get(name)
-            if extra:
-                extra(sub.add_parser(name, help=help_text))
+    for name, cmd in COMMANDS.items():
+        cmd.add_args(sub.add_parser(name, help=cmd.help))
     return p
-
-
-# name -> function adding that command's arguments (for commands defined elsewhere)
-EXTRA_PARSERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,15 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ws = Workspace.open(args.workspace)
     except OSError as e:
-        _emit({"error": f"cannot open workspace: {e}"})
+        print(json.dumps({"error": f"cannot open workspace: {e}"}), flush=True)
         return EXIT_BAD_INPUT
     try:
-        return COMMANDS[args.command][0](ws, args)
+        result = COMMANDS[args.command].run(ws, args)
     except BadInput as e:
-        _emit({"error": str(e)})
+        print(json.dumps({"error": str(e)}), flush=True)
         return EXIT_BAD_INPUT
     finally:
         ws.dispose()
+    print(json.dumps(result, default=str), flush=True)
+    return EXIT_BAD_INPUT if result.get("refused") else 0
 
 
 if __name__ == "__main__":

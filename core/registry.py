@@ -1,0 +1,141 @@
+"""Model registry: immutable model versions, one active, activate/rollback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from core.workspace import Workspace
+from db.models import ModelVersion
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    id: int
+    label: str
+    arch: str
+    encoder: str
+    image_size: int
+    settings: dict
+    data_snapshot: dict
+    history: list
+    metrics: dict
+    checkpoint_path: str
+    parent_version_id: int | None
+    device: str
+    duration_s: float
+    is_active: bool
+    created_by: str | None
+    created_at: datetime
+
+    @property
+    def val_dice(self) -> float | None:
+        return self.metrics.get("dice")
+
+    def summary(self) -> dict:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "arch": self.arch,
+            "encoder": self.encoder,
+            "size": self.image_size,
+            "active": self.is_active,
+            "val_dice": self.metrics.get("dice"),
+            "val_iou": self.metrics.get("iou"),
+            "n_train": self.data_snapshot.get("n_train"),
+            "n_val": self.data_snapshot.get("n_val"),
+            "device": self.device,
+            "duration_s": round(self.duration_s, 1),
+            "created_at": self.created_at.isoformat(),
+            "parent_version_id": self.parent_version_id,
+        }
+
+
+def _info(v: ModelVersion) -> VersionInfo:
+    return VersionInfo(
+        id=v.id,
+        label=v.label,
+        arch=v.arch,
+        encoder=v.encoder,
+        image_size=v.image_size,
+        settings=dict(v.settings),
+        data_snapshot=dict(v.data_snapshot),
+        history=list(v.history),
+        metrics=dict(v.metrics),
+        checkpoint_path=v.checkpoint_path,
+        parent_version_id=v.parent_version_id,
+        device=v.device,
+        duration_s=v.duration_s,
+        is_active=v.is_active,
+        created_by=v.created_by,
+        created_at=v.created_at,
+    )
+
+
+def list_versions(ws: Workspace) -> list[VersionInfo]:
+    with ws.sessions() as s:
+        return [_info(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))]
+
+
+def get_version(ws: Workspace, ref: int | str) -> VersionInfo:
+    """A version by id, or "active". Raises LookupError with what to do."""
+    with ws.sessions() as s:
+        if ref == "active":
+            v = s.scalar(select(ModelVersion).where(ModelVersion.is_active.is_(True)))
+            if v is None:
+                raise LookupError("no model version is active; train one or activate a version")
+            return _info(v)
+        try:
+            vid = int(ref)
+        except (TypeError, ValueError) as e:
+            raise LookupError(f"model {ref!r} is neither a version id nor 'active'") from e
+        v = s.get(ModelVersion, vid)
+        if v is None:
+            raise LookupError(f"model version {vid} does not exist; `pneumolab models` lists them")
+        return _info(v)
+
+
+def active_version(ws: Workspace) -> VersionInfo | None:
+    try:
+        return get_version(ws, "active")
+    except LookupError:
+        return None
+
+
+def activate(ws: Workspace, version_id: int) -> VersionInfo:
+    """Make one version active (rollback is activating an older one)."""
+    with ws.sessions.begin() as s:
+        v = s.get(ModelVersion, version_id)
+        if v is None:
+            raise LookupError(f"model version {version_id} does not exist")
+        s.execute(update(ModelVersion).values(is_active=False))
+        v.is_active = True
+        s.flush()
+        return _info(v)
+
+
+def register_version(ws: Workspace, version: ModelVersion, activate_rule: str) -> VersionInfo:
+    """Store a finished run; activate it per rule: never | always | if_better.
+
+    With no active version at all, the new one becomes active (there is nothing to protect).
+    """
+    with ws.sessions.begin() as s:
+        current = s.scalar(select(ModelVersion).where(ModelVersion.is_active.is_(True)))
+        new_dice = version.metrics.get("dice", 0.0)
+        make_active = (
+            current is None
+            or activate_rule == "always"
+            or (
+                activate_rule == "if_better"
+                and current.label == version.label
+                and new_dice > current.metrics.get("dice", 0.0)
+            )
+        )
+        if make_active:
+            s.execute(update(ModelVersion).values(is_active=False))
+        version.is_active = make_active
+        s.add(version)
+        s.flush()
+        return _info(version)
