@@ -39,3 +39,13 @@ def dicom_mono1(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def dicom_j2k(shared_data: Path) -> Path:
     return _require(shared_data / "dicom" / "RG1_J2KR.dcm")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path):
+    """A fresh workspace (real SQLite file + image store) in the test's tmp dir."""
+    from core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "workspace")
+    yield ws
+    ws.dispose()
