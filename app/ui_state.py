@@ -6,11 +6,13 @@ Kept tiny: pages call services in core/ with these, nothing else.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import streamlit as st
 
-from core.workspace import Workspace
+from core.workspace import Workspace, default_home
 
 
 def _workspace_arg() -> str | None:
@@ -22,12 +24,19 @@ def _workspace_arg() -> str | None:
 
 
 @st.cache_resource(show_spinner=False)
-def _open_workspace(root: str | None) -> Workspace:
+def _open_workspace(root: str, database_url: str | None, store: str | None) -> Workspace:
+    # The environment is part of the key: one server process, one workspace per setting.
     return Workspace.open(root)
 
 
 def workspace() -> Workspace:
-    return _open_workspace(_workspace_arg())
+    """The workspace named by `-- --workspace DIR`, else $PNEUMOLAB_HOME, else ~/PneumoLab."""
+    root = _workspace_arg() or str(default_home())
+    return _open_workspace(
+        str(Path(root).expanduser().resolve()),
+        os.environ.get("PNEUMOLAB_DATABASE_URL"),
+        os.environ.get("PNEUMOLAB_STORE"),
+    )
 
 
 def reader_name() -> str:

@@ -13,6 +13,9 @@ from db import queries
 from db.models import Image
 from db.queries import ImageRow, WorklistFilter
 
+# Annotation status of an image, as the worklist filters it (see core.annotating).
+STATUSES = ("unlabelled", "labelled", "negative", "reviewed")
+
 
 @dataclass(frozen=True)
 class WorklistPage:
@@ -41,7 +44,7 @@ def list_images(ws: Workspace, flt: WorklistFilter | None = None) -> list[dict]:
     """Every image as a JSON-able dict (CLI `images --json`)."""
     flt = flt or WorklistFilter(sort="id")
     with ws.sessions() as s:
-        rows = queries.worklist_page(s, flt, 0, 10**9)
+        rows = queries.all_images(s, flt)
     out = []
     for r in rows:
         d = asdict(r)
@@ -136,3 +139,9 @@ def display_image(
 def training_pixels(ws: Workspace, image_id: int) -> np.ndarray:
     """Image in [0, 1] under its default window: what models train and predict on."""
     return display_image(ws, image_id, max_side=None).astype(np.float32) / 255.0
+
+
+def worklist_ids(ws: Workspace, flt: WorklistFilter) -> list[int]:
+    """Every matching image id in worklist order: Save & next / previous walk this list."""
+    with ws.sessions() as s:
+        return queries.worklist_ids(s, flt)

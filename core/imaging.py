@@ -95,7 +95,14 @@ def load_image(data: bytes, name: str = "", salt: str | None = None) -> LoadedIm
             "export the X-ray as PNG, JPEG or DICOM"
         )
     if fmt == "dicom":
-        return _load_dicom(data, salt)
+        try:
+            return _load_dicom(data, salt)
+        except ImageRejected:
+            raise
+        except Exception as e:  # noqa: BLE001 - damaged values surface lazily, as any error
+            raise ImageRejected(
+                f"DICOM header is damaged ({type(e).__name__}: {e}); re-export the file"
+            ) from e
     return _load_raster(data, fmt)
 
 
@@ -109,15 +116,20 @@ def load_image_file(path: str | Path, salt: str | None = None) -> LoadedImage:
 
 def _load_raster(data: bytes, fmt: str) -> LoadedImage:
     with warnings.catch_warnings():
-        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        # Our own limit (checked from the header, below) is stricter than Pillow's warning.
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
         try:
             im = PILImage.open(io.BytesIO(data))
             _check_size(*im.size)
             im.load()  # full decode: truncated files fail here, not later in training
         except ImageRejected:
             raise
-        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as e:
-            raise ImageRejected(f"image is too large to decode safely ({e})") from e
+        except PILImage.DecompressionBombError as e:
+            # Pillow refuses gross bombs in open(), before our own size check can run.
+            raise ImageRejected(
+                f"image is over the limit of {MAX_SIDE} px a side and "
+                f"{MAX_PIXELS // 1_000_000} megapixels ({e}); downscale it before importing"
+            ) from e
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageRejected(f"corrupt or truncated {fmt.upper()} ({e})") from e
     mode = im.mode
@@ -165,6 +177,17 @@ def _first(value) -> float | None:
         return None
 
 
+def _syntax_hint(ds) -> str:
+    """' (transfer syntax X; ...)' for compressed data; '' when the header is too damaged."""
+    tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        if tsuid is not None and tsuid.is_compressed:
+            return f" (transfer syntax {tsuid.name}; needs pylibjpeg with its plugins)"
+    except ValueError:  # not a transfer syntax UID at all
+        return f" (unknown transfer syntax {str(tsuid)[:64]!r})"
+    return ""
+
+
 def _load_dicom(data: bytes, salt: str | None) -> LoadedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -172,8 +195,12 @@ def _load_dicom(data: bytes, salt: str | None) -> LoadedImage:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not is_dicom_bytes(data))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as e:
+    except InvalidDicomError as e:
         raise ImageRejected(f"not a valid DICOM file ({e})") from e
+    except Exception as e:  # noqa: BLE001 - a damaged header raises struct/encoding/... errors
+        raise ImageRejected(
+            f"not a valid DICOM file: damaged header ({type(e).__name__}: {e})"
+        ) from e
     if "PixelData" not in ds:
         raise ImageRejected(
             "DICOM has no pixel data (e.g. a structured report or a header-only file)"
@@ -191,11 +218,7 @@ def _load_dicom(data: bytes, salt: str | None) -> LoadedImage:
     try:
         raw = ds.pixel_array
     except Exception as e:  # decoders raise many types: missing plugin, truncated stream
-        tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        hint = ""
-        if tsuid is not None and tsuid.is_compressed:
-            hint = f" (transfer syntax {tsuid.name}; needs pylibjpeg with its plugins)"
-        raise ImageRejected(f"DICOM pixel data cannot be decoded{hint}: {e}") from e
+        raise ImageRejected(f"DICOM pixel data cannot be decoded{_syntax_hint(ds)}: {e}") from e
     if raw.ndim != 2:
         raise ImageRejected(f"DICOM pixel array has shape {raw.shape}; expected one 2-D frame")
 
@@ -213,7 +236,9 @@ def _load_dicom(data: bytes, salt: str | None) -> LoadedImage:
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     if (center is None or width is None) and "VOILUTSequence" in ds:
         # A VOI LUT table (no window): apply it now; its output range becomes the value range.
-        values = np.asarray(apply_voi_lut(values, ds), dtype=np.float32)
+        # The LUT is indexed by integer values; integral floats are passed as integers.
+        lut_input = values.astype(np.int64) if np.all(values == np.round(values)) else values
+        values = np.asarray(apply_voi_lut(lut_input, ds), dtype=np.float32)
         lut = ds.VOILUTSequence[0]
         out_bits = int(lut.LUTDescriptor[2]) or 16
         lo, hi = 0.0, float(2**out_bits - 1)

@@ -57,7 +57,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def encode_png(array: np.ndarray, compression: int = 1) -> bytes:
-    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    # Run-length strategy: on X-rays as small as zlib's default and faster (bench_import).
+    params = [
+        cv2.IMWRITE_PNG_COMPRESSION,
+        compression,
+        cv2.IMWRITE_PNG_STRATEGY,
+        cv2.IMWRITE_PNG_STRATEGY_RLE,
+    ]
+    ok, buf = cv2.imencode(".png", array, params)
     if not ok:
         raise OSError("PNG encoding failed")
     return buf.tobytes()

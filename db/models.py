@@ -67,9 +67,12 @@ class Image(Base):
 
     __tablename__ = "images"
     __table_args__ = (
+        # One index per worklist filter, ending in the sort key, so a filtered page is read
+        # in order from the index instead of sorting every matching row (migration 0002).
         Index("ix_images_imported_at_id", "imported_at", "id"),
-        Index("ix_images_status_id", "status", "id"),
-        Index("ix_images_modality_id", "modality", "id"),
+        Index("ix_images_status_imported", "status", "imported_at", "id"),
+        Index("ix_images_modality_imported", "modality", "imported_at", "id"),
+        Index("ix_images_status_modality_imported", "status", "modality", "imported_at", "id"),
         Index("ix_images_patient_key", "patient_key"),
     )
 

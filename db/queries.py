@@ -46,26 +46,40 @@ def _filtered(stmt: Select, flt: WorklistFilter) -> Select:
     return stmt
 
 
+WORKLIST_COLUMNS = (
+    Image.id,
+    Image.display_name,
+    Image.width,
+    Image.height,
+    Image.modality,
+    Image.source_format,
+    Image.status,
+    Image.imported_at,
+    Image.thumbnail_path,
+)
+
+
+def page_statement(flt: WorklistFilter, page: int = 0, page_size: int = 50) -> Select:
+    """The worklist page query: only the listed columns, filtered, ordered, one page."""
+    if flt.sort not in WORKLIST_SORTS:
+        raise ValueError(f"unknown sort {flt.sort!r}; choose one of {sorted(WORKLIST_SORTS)}")
+    if page_size < 1:
+        raise ValueError(f"page size must be at least 1, not {page_size}")
+    stmt = _filtered(select(*WORKLIST_COLUMNS), flt).order_by(*WORKLIST_SORTS[flt.sort])
+    return stmt.limit(page_size).offset(max(page, 0) * page_size)
+
+
 def worklist_page(
     s: Session, flt: WorklistFilter, page: int = 0, page_size: int = 50
 ) -> list[ImageRow]:
-    """One page of the worklist, only the columns the list shows."""
-    if flt.sort not in WORKLIST_SORTS:
-        raise ValueError(f"unknown sort {flt.sort!r}; choose one of {sorted(WORKLIST_SORTS)}")
-    cols = (
-        Image.id,
-        Image.display_name,
-        Image.width,
-        Image.height,
-        Image.modality,
-        Image.source_format,
-        Image.status,
-        Image.imported_at,
-        Image.thumbnail_path,
-    )
-    stmt = _filtered(select(*cols), flt).order_by(*WORKLIST_SORTS[flt.sort])
-    rows = s.execute(stmt.limit(page_size).offset(max(page, 0) * page_size)).all()
-    return [ImageRow(*r) for r in rows]
+    """One page of the worklist (never more rows than the page shows)."""
+    return [ImageRow(*r) for r in s.execute(page_statement(flt, page, page_size)).all()]
+
+
+def all_images(s: Session, flt: WorklistFilter) -> list[ImageRow]:
+    """Every matching image in worklist order (CLI listing; not for the UI)."""
+    stmt = _filtered(select(*WORKLIST_COLUMNS), flt).order_by(*WORKLIST_SORTS[flt.sort])
+    return [ImageRow(*r) for r in s.execute(stmt).all()]
 
 
 def worklist_count(s: Session, flt: WorklistFilter) -> int:
