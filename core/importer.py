@@ -7,6 +7,8 @@ what is already stored.
 from __future__ import annotations
 
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.deid import pseudonymise
 from core.imaging import ImageRejected, default_window, load_image, render_display
+from core.interchange import import_labelme_sidecar
 from core.sources import MAX_FILE_BYTES, Refusal, Source, bytes_source, collect_sources
 from core.store import content_hash, quantise, write_image, write_thumbnail
 from core.workspace import Workspace
@@ -41,18 +44,6 @@ class ImportReport:
         }
 
 
-# Hook for sidecar LabelMe files: (session, image row, labelme bytes) -> shapes imported.
-SidecarHook = Callable[..., int]
-
-
-def _sidecar_hook() -> SidecarHook | None:
-    try:
-        from core.interchange import import_labelme_sidecar
-    except ImportError:
-        return None
-    return import_labelme_sidecar
-
-
 def import_sources(
     ws: Workspace,
     sources: Iterable[Source],
@@ -62,7 +53,6 @@ def import_sources(
     """Import each source; returns what was imported, found already stored, or refused."""
     sources = list(sources)
     report = ImportReport()
-    hook = _sidecar_hook()
     for i, src in enumerate(sources):
         if progress:
             progress(i, len(sources), src.name)
@@ -72,10 +62,12 @@ def import_sources(
             report.refused.append(Refusal(src.name, str(e)))
             continue
         (report.imported if created else report.duplicates).append(image_id)
-        if src.read_labelme is not None and hook is not None:
+        if src.read_labelme is not None:
             try:
-                report.annotations += hook(ws, image_id, src.read_labelme(), created)
-            except ValueError as e:
+                report.annotations += import_labelme_sidecar(
+                    ws, image_id, src.read_labelme(), created, source="its LabelMe JSON"
+                )
+            except (ValueError, OSError) as e:
                 report.refused.append(Refusal(src.name, f"annotations not imported: {e}"))
     if progress:
         progress(len(sources), len(sources), "")
@@ -109,7 +101,10 @@ def import_uploads(ws: Workspace, uploads: Iterable[tuple[str, bytes]], **kw) ->
 def _import_one(ws: Workspace, src: Source, imported_by: str | None) -> tuple[int, bool]:
     if src.size > MAX_FILE_BYTES:
         raise ImageRejected(f"file is {src.size} bytes, over the {MAX_FILE_BYTES} byte limit")
-    data = src.read()
+    try:
+        data = src.read()
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise ImageRejected(f"cannot read the file ({e})") from e
     loaded = load_image(data, src.name, ws.salt)
     meta = loaded.meta
     stored = quantise(loaded.pixels, meta.value_min, meta.value_max)

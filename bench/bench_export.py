@@ -1,0 +1,121 @@
+"""Export speed on the real set: LabelMe + PNG masks + COCO, and scaled to 1,000 images.
+
+    python bench/bench_export.py                     # real set, then scaled to 1,000 images
+    python bench/bench_export.py --scale 0 --threads 1
+
+The real folder ../shared/data/cxr-lungs/images is imported once into a throwaway workspace
+through the product's own LabelMe import (294 unique images, 588 stored lung polygons). The
+"scaled" figure exports that workspace again and again into fresh folders, cycling through
+its images until --scale images have been exported (3 full passes + part of a fourth for
+1,000), and sums the time: the same work per image as a 1,000-image workspace, without
+importing 700 synthetic images first. Prints JSON lines:
+  {"bench": "export_import"}  the import itself (s)
+  {"bench": "export_real"}    `export_workspace(..., "all")` of the real set (s, ms/image)
+  {"bench": "export_zip"}     the same into one .zip (s)
+  {"bench": "export_scaled"}  --scale images (s, ms/image)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.importer import import_paths  # noqa: E402
+from core.interchange import export_items, export_workspace  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "cxr-lungs" / "images"
+
+
+def _size_mb(folder: Path) -> float:
+    return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6, 1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=int, default=1000, help="images for the scaled figure (0: skip)")
+    p.add_argument("--threads", type=int, default=None, help="export threads (default: up to 4)")
+    p.add_argument("--data", type=Path, default=DATA)
+    args = p.parse_args()
+    common = {"cpus": os.cpu_count(), "threads": args.threads or min(4, os.cpu_count() or 1)}
+
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        root = Path(tmp)
+        ws = Workspace.open(root / "ws")
+        try:
+            t = time.perf_counter()
+            report = import_paths(ws, [args.data]).summary()
+            dt = time.perf_counter() - t
+            print(
+                json.dumps(
+                    {"bench": "export_import", **common, "s": round(dt, 1), **report}, default=str
+                ),
+                flush=True,
+            )
+            image_ids = sorted({it.image_id for it in export_items(ws)})
+
+            t = time.perf_counter()
+            summary = export_workspace(ws, "all", root / "real", threads=args.threads)
+            dt = time.perf_counter() - t
+            n = summary["images"]
+            print(
+                json.dumps(
+                    {
+                        "bench": "export_real",
+                        **common,
+                        "images": n,
+                        "shapes": summary["shapes"],
+                        "s": round(dt, 2),
+                        "ms_per_image": round(1000 * dt / n, 1),
+                        "mb": _size_mb(root / "real"),
+                    }
+                ),
+                flush=True,
+            )
+
+            t = time.perf_counter()
+            export_workspace(ws, "all", root / "real.zip", zip_output=True, threads=args.threads)
+            dt = time.perf_counter() - t
+            mb = round((root / "real.zip").stat().st_size / 1e6, 1)
+            print(json.dumps({"bench": "export_zip", **common, "s": round(dt, 2), "mb": mb}))
+
+            if args.scale:
+                done, passes, total = 0, 0, 0.0
+                while done < args.scale:
+                    ids = image_ids[: args.scale - done]
+                    out = root / f"pass{passes}"
+                    t = time.perf_counter()
+                    s = export_workspace(ws, "all", out, image_ids=ids, threads=args.threads)
+                    total += time.perf_counter() - t
+                    done += s["images"]
+                    passes += 1
+                    # Keep the disk small: only the time matters here.
+                    for f in sorted(out.rglob("*"), reverse=True):
+                        f.unlink() if f.is_file() else f.rmdir()
+                print(
+                    json.dumps(
+                        {
+                            "bench": "export_scaled",
+                            **common,
+                            "images": done,
+                            "passes": passes,
+                            "s": round(total, 1),
+                            "ms_per_image": round(1000 * total / done, 1),
+                        }
+                    ),
+                    flush=True,
+                )
+        finally:
+            ws.dispose()
+
+
+if __name__ == "__main__":
+    main()
