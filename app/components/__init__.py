@@ -1,0 +1,1 @@
+"""Reusable Streamlit pieces of the app (UI only; geometry lives in annotations/)."""

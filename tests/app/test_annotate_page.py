@@ -1,0 +1,165 @@
+"""Annotate page (AppTest): findings, bad shapes, the two-tab conflict, unsaved-changes guard.
+
+The canvas itself only works in a browser (tests/e2e/test_annotate_browser.py); here the
+reader's draft is set the way the canvas would leave it, and the page's buttons are used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.annotating import latest_finding, latest_revision, revision_history, save_revision
+from core.importer import import_paths
+from core.workspace import Workspace
+
+APP_DIR = Path(__file__).resolve().parents[2] / "app"
+MAIN = str(APP_DIR / "main.py")
+POLY = {
+    "label": "pneumonia",
+    "shape_type": "polygon",
+    "points": [[100, 100], [300, 120], [200, 300]],
+}
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch, cxr_lungs_dir) -> Workspace:
+    root = tmp_path / "ws"
+    monkeypatch.setenv("PNEUMOLAB_HOME", str(root))
+    monkeypatch.setenv("PNEUMOLAB_AUTOSTART_WORKER", "0")
+    monkeypatch.delenv("PNEUMOLAB_DATABASE_URL", raising=False)
+    monkeypatch.delenv("PNEUMOLAB_STORE", raising=False)
+    monkeypatch.syspath_prepend(str(APP_DIR))
+    workspace = Workspace.open(root)
+    jpegs = sorted(cxr_lungs_dir.glob("*.jpg"))[:2]
+    assert len(import_paths(workspace, jpegs).imported) == 2
+    yield workspace
+    workspace.dispose()
+
+
+def open_annotate(ws: Workspace) -> tuple[AppTest, int]:
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/annotate.py").run()
+    assert not at.exception, at.exception
+    return at, at.session_state["annotate_image_id"]
+
+
+def draft(at: AppTest, image_id: int) -> dict:
+    return at.session_state["annotate_drafts"][f"reader\x1f{image_id}"]
+
+
+def click(at: AppTest, key: str) -> AppTest:
+    return at.button(key=key).click().run()
+
+
+def texts(elements) -> str:
+    return " ".join(e.value for e in elements)
+
+
+def test_no_images_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("PNEUMOLAB_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("PNEUMOLAB_AUTOSTART_WORKER", "0")
+    monkeypatch.syspath_prepend(str(APP_DIR))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/annotate.py").run()
+    assert "Import X-rays first" in texts(at.info)
+
+
+def test_reviewed_no_finding_records_an_explicit_negative(ws):
+    at, image_id = open_annotate(ws)
+    click(at, "annotate_save")
+    assert "Nothing to save" in texts(at.error)
+    assert latest_revision(ws, image_id, "reader") is None
+
+    finding = next(r for r in at.radio if r.label == "Image-level finding")
+    finding.set_value("reviewed_no_finding").run()
+    click(at, "annotate_save")
+    assert "Saved revision 1 (0 shape(s))" in texts(at.success)
+    assert latest_finding(ws, image_id, "reader") == "reviewed_no_finding"
+    assert latest_revision(ws, image_id, "reader").shapes == []
+
+
+def test_reviewed_no_finding_with_shapes_is_refused(ws):
+    at, image_id = open_annotate(ws)
+    draft(at, image_id)["shapes"] = [POLY]
+    next(r for r in at.radio if r.label == "Image-level finding").set_value(
+        "reviewed_no_finding"
+    ).run()
+    click(at, "annotate_save")
+    assert "images without shapes" in texts(at.error)
+    assert latest_revision(ws, image_id, "reader") is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            {"label": "lung", "shape_type": "polygon", "points": [[1, 1], [50, 50]]},
+            "at least 3 points",
+        ),
+        ({"label": "lung", "shape_type": "rectangle", "points": [[40, 5], [40, 90]]}, "zero area"),
+        (
+            {"label": "lung", "shape_type": "polygon", "points": [[-90, -9], [-50, -9], [-70, -3]]},
+            "inside the image",
+        ),
+    ],
+)
+def test_bad_shapes_get_a_clear_message_and_nothing_is_saved(ws, bad, message):
+    at, image_id = open_annotate(ws)
+    draft(at, image_id)["shapes"] = [POLY, bad]
+    click(at, "annotate_save")
+    error = texts(at.error)
+    assert "Not saved" in error and "shape #1" in error and message in error
+    assert "Nothing was stored" in error
+    assert latest_revision(ws, image_id, "reader") is None
+    assert draft(at, image_id)["shapes"] == [POLY, bad]  # the reader's work is still there
+
+
+def test_second_tab_save_reports_conflict_keeps_both_and_lets_the_reader_choose(ws):
+    at, image_id = open_annotate(ws)
+    # Another tab of the same reader saves first.
+    other = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [90, 90]]}
+    save_revision(ws, image_id, "reader", [other], based_on=None)
+    draft(at, image_id)["shapes"] = [POLY]
+    click(at, "annotate_save")
+    warning = texts(at.warning)
+    assert "Saved with a conflict" in warning and "revision 1" in warning
+    assert "Yours is revision 2" in warning
+    assert [r.revision for r in revision_history(ws, image_id, "reader")] == [2, 1]
+    assert latest_revision(ws, image_id, "reader").shapes[0]["shape_type"] == "polygon"
+
+    click(at, "annotate_conflict_theirs")
+    latest = latest_revision(ws, image_id, "reader")
+    assert latest.revision == 3 and latest.shapes[0]["shape_type"] == "rectangle"
+    assert "Saved with a conflict" not in texts(at.warning)
+
+
+def test_leaving_with_unsaved_changes_warns(ws):
+    at, image_id = open_annotate(ws)
+    draft(at, image_id)["shapes"] = [POLY]
+    click(at, "annotate_skip")
+    assert "unsaved changes" in texts(at.warning)
+    assert at.session_state["annotate_image_id"] == image_id
+    click(at, "annotate_pending_stay")
+    assert at.session_state["annotate_image_id"] == image_id
+    assert draft(at, image_id)["shapes"] == [POLY]
+
+    click(at, "annotate_skip")
+    click(at, "annotate_pending_discard")
+    assert at.session_state["annotate_image_id"] != image_id
+    assert latest_revision(ws, image_id, "reader") is None
+
+
+def test_save_and_next_moves_in_worklist_order(ws):
+    at, image_id = open_annotate(ws)
+    draft(at, image_id)["shapes"] = [POLY]
+    click(at, "annotate_save_next")
+    assert latest_revision(ws, image_id, "reader").shapes[0]["label"] == "pneumonia"
+    second = at.session_state["annotate_image_id"]
+    assert second != image_id
+    click(at, "annotate_prev")
+    assert at.session_state["annotate_image_id"] == image_id
