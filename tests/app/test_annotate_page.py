@@ -25,13 +25,9 @@ POLY = {
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch, cxr_lungs_dir) -> Workspace:
+def ws(tmp_path, point_app, cxr_lungs_dir) -> Workspace:
     root = tmp_path / "ws"
-    monkeypatch.setenv("PNEUMOLAB_HOME", str(root))
-    monkeypatch.setenv("PNEUMOLAB_AUTOSTART_WORKER", "0")
-    monkeypatch.delenv("PNEUMOLAB_DATABASE_URL", raising=False)
-    monkeypatch.delenv("PNEUMOLAB_STORE", raising=False)
-    monkeypatch.syspath_prepend(str(APP_DIR))
+    point_app(root)
     workspace = Workspace.open(root)
     jpegs = sorted(cxr_lungs_dir.glob("*.jpg"))[:2]
     assert len(import_paths(workspace, jpegs).imported) == 2
@@ -59,10 +55,8 @@ def texts(elements) -> str:
     return " ".join(e.value for e in elements)
 
 
-def test_no_images_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("PNEUMOLAB_HOME", str(tmp_path / "empty"))
-    monkeypatch.setenv("PNEUMOLAB_AUTOSTART_WORKER", "0")
-    monkeypatch.syspath_prepend(str(APP_DIR))
+def test_no_images_says_what_to_do(tmp_path, point_app):
+    point_app(tmp_path / "empty")
     at = AppTest.from_file(MAIN, default_timeout=60)
     at.run()
     at.switch_page("app_pages/annotate.py").run()

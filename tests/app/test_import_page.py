@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
@@ -14,18 +13,6 @@ from db.models import Image
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 MAIN = str(APP_DIR / "main.py")
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch) -> Path:
-    """The app as `streamlit run app/main.py` sees it, on a workspace in tmp."""
-    root = tmp_path / "ws"
-    monkeypatch.setenv("PNEUMOLAB_HOME", str(root))
-    monkeypatch.setenv("PNEUMOLAB_AUTOSTART_WORKER", "0")
-    monkeypatch.delenv("PNEUMOLAB_DATABASE_URL", raising=False)
-    monkeypatch.delenv("PNEUMOLAB_STORE", raising=False)
-    monkeypatch.syspath_prepend(str(APP_DIR))
-    return root
 
 
 def import_page() -> AppTest:

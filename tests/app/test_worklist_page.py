@@ -17,18 +17,6 @@ APP_DIR = Path(__file__).resolve().parents[2] / "app"
 MAIN = str(APP_DIR / "main.py")
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch) -> Path:
-    """The app as `streamlit run app/main.py` sees it, on a workspace in tmp."""
-    root = tmp_path / "ws"
-    monkeypatch.setenv("PNEUMOLAB_HOME", str(root))
-    monkeypatch.setenv("PNEUMOLAB_AUTOSTART_WORKER", "0")
-    monkeypatch.delenv("PNEUMOLAB_DATABASE_URL", raising=False)
-    monkeypatch.delenv("PNEUMOLAB_STORE", raising=False)
-    monkeypatch.syspath_prepend(str(APP_DIR))  # streamlit puts the script's folder there
-    return root
-
-
 def run_worklist(**state) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=60)
     for key, value in state.items():
