@@ -19,9 +19,15 @@ class BadInput(Exception):
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", default="lung", help="label class to segment (default lung)")
-    p.add_argument("--arch", default="unet", help="unet | deeplabv3 | deeplabv3plus")
-    p.add_argument("--encoder", default="resnet34", help="resnet18 | resnet34 | resnet50")
-    p.add_argument("--size", type=int, default=256, help="square training size in pixels")
+    p.add_argument(
+        "--arch", help="unet | deeplabv3 | deeplabv3plus (default: unet, or the parent's)"
+    )
+    p.add_argument(
+        "--encoder", help="resnet18 | resnet34 | resnet50 (default: resnet34, or the parent's)"
+    )
+    p.add_argument(
+        "--size", type=int, help="square training size in pixels (default: 256, or the parent's)"
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -29,7 +35,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default="bce_iou", help="bce | dice | bce_iou | hybrid")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--from-version", type=int, help="fine-tune from this model version")
-    p.add_argument("--reader", help="use this reader's labels (default: newest of any reader)")
+    p.add_argument(
+        "--reader",
+        help="use this reader's labels, or 'consensus' (default: newest of any reader)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--encoder-weights", help="local file with pretrained encoder weights")
@@ -42,7 +51,7 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict:
     from core.progress import TextProgress
     from core.training_service import TrainRequest, train
 
-    if not Path(args.encoder_weights).is_file() if args.encoder_weights else False:
+    if args.encoder_weights and not Path(args.encoder_weights).is_file():
         raise BadInput(f"encoder weights file {args.encoder_weights} does not exist")
     req = TrainRequest(
         label=args.label,
@@ -112,49 +121,84 @@ def _labelme_pairs(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def cmd_evaluate(ws: Workspace, args: argparse.Namespace) -> dict:
-    from annotations.labelme_io import LabelFileError, read_labelme
-    from annotations.rasterise import label_mask
-    from core.imaging import ImageRejected, default_window, load_image_file, render_display
-    from core.inference import predict_probability
-    from core.metrics import segmentation_metrics
+def _read_labelme_shapes(path: Path, size: tuple[int, int]) -> list:
+    """Validated shapes of a LabelMe file for an image of `size` (width, height)."""
+    from annotations.shapes import shape_from_dict, validate_shapes
+
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"not readable LabelMe JSON ({e})") from e
+    try:  # the interchange module's strict reader, when present
+        from annotations.labelme_io import parse_labelme
+    except ImportError:
+        if not isinstance(raw, dict) or not isinstance(raw.get("shapes"), list):
+            raise ValueError("LabelMe JSON needs a 'shapes' list") from None
+        shapes = [shape_from_dict(d, i) for i, d in enumerate(raw["shapes"])]
+        return list(validate_shapes(shapes, size))
+    return list(parse_labelme(raw, source=str(path), image_size=size).shapes)
+
+
+def _model_input(loaded) -> np.ndarray:
+    """A loaded file's pixels as the model sees them: default window, [0, 1] (as in
+    core.catalog.training_pixels for stored images)."""
+    from core.imaging import default_window, render_display
+
+    m = loaded.meta
+    window = default_window(
+        loaded.pixels, m.window_center, m.window_width, m.value_min, m.value_max
+    )
+    return render_display(loaded.pixels, window).astype(np.float32) / 255.0
+
+
+def _load_version(ws: Workspace, ref: str, device: str):
     from core.registry import get_version
     from core.training_service import load_version_model
+
+    try:
+        version = get_version(ws, ref)
+        return (version, *load_version_model(ws, version, device))
+    except (LookupError, ValueError, FileNotFoundError) as e:
+        raise BadInput(str(e)) from e
+
+
+def cmd_evaluate(ws: Workspace, args: argparse.Namespace) -> dict:
+    from annotations.rasterise import label_mask
+    from core.imaging import ImageRejected, load_image_file
+    from core.inference import predict_probability
+    from core.metrics import dataset_scores
 
     folder = Path(args.labelme)
     if not folder.is_dir():
         raise BadInput(f"{folder} is not a folder of images with LabelMe JSON")
-    try:
-        version = get_version(ws, args.model)
-    except LookupError as e:
-        raise BadInput(str(e)) from e
-    label = args.label or version.label
     pairs = _labelme_pairs(folder)
     if not pairs:
         raise BadInput(f"no LabelMe JSON with its image found under {folder}")
-    model, meta, dev = load_version_model(ws, version, args.device)
+    version, model, meta, dev = _load_version(ws, args.model, args.device)
+    label = args.label or version.label
     preds, truths, skipped = [], [], []
     for image_path, js in pairs:
         try:
             loaded = load_image_file(image_path)
-            lf = read_labelme(js, image_size=(loaded.meta.width, loaded.meta.height))
-        except (ImageRejected, LabelFileError, ValueError) as e:
+            size = (loaded.meta.width, loaded.meta.height)
+            shapes = _read_labelme_shapes(js, size)
+        except (ImageRejected, ValueError, OSError) as e:
             skipped.append({"path": str(js), "reason": str(e)})
             continue
-        m = loaded.meta
-        window = default_window(
-            loaded.pixels, m.window_center, m.window_width, m.value_min, m.value_max
-        )
-        image = render_display(loaded.pixels, window).astype(np.float32) / 255.0
+        if not any(sh.label == label for sh in shapes):
+            skipped.append({"path": str(js), "reason": f"no {label!r} shapes"})
+            continue
+        image = _model_input(loaded)
         prob = predict_probability(model, image, meta.size, dev, meta.normalisation)
         preds.append(prob >= args.threshold)
-        truths.append(label_mask(lf.shapes, (m.width, m.height), label))
-    result = segmentation_metrics(preds, truths)
+        truths.append(label_mask(shapes, size, label))
+    if not preds:
+        raise BadInput(f"no image under {folder} has usable {label!r} shapes: {skipped[:3]}")
     return {
         "model_version": version.id,
         "label": label,
         "n_images": len(preds),
-        **result,
+        **dataset_scores(preds, truths),
         "skipped": skipped,
     }
 
@@ -168,21 +212,16 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(ws: Workspace, args: argparse.Namespace) -> dict:
-    import cv2
+    from dataclasses import asdict
 
-    from core.imaging import ImageRejected, default_window, load_image, render_display
+    from core.imaging import ImageRejected, load_image
     from core.inference import predict_probability, prediction_summary
-    from core.registry import get_version
     from core.sources import collect_sources
-    from core.training_service import load_version_model
+    from core.store import atomic_write_bytes, encode_png
 
-    try:
-        version = get_version(ws, args.model)
-    except LookupError as e:
-        raise BadInput(str(e)) from e
+    version, model, meta, dev = _load_version(ws, args.model, args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, meta, dev = load_version_model(ws, version, args.device)
     written, refused = [], []
     for n, src in enumerate(collect_sources(args.paths), start=1):
         try:
@@ -190,33 +229,27 @@ def cmd_predict(ws: Workspace, args: argparse.Namespace) -> dict:
         except (ImageRejected, ValueError, OSError) as e:
             refused.append({"path": src.name, "reason": str(e)})
             continue
-        m = loaded.meta
-        window = default_window(
-            loaded.pixels, m.window_center, m.window_width, m.value_min, m.value_max
-        )
-        image = render_display(loaded.pixels, window).astype(np.float32) / 255.0
-        prob = predict_probability(model, image, meta.size, dev, meta.normalisation)
+        prob = predict_probability(model, _model_input(loaded), meta.size, dev, meta.normalisation)
         summary = prediction_summary(prob, args.threshold)
         # Output names are sequence numbers: source names may identify a patient.
         stem = f"pred-{n:05d}"
-        cv2.imwrite(str(out / f"{stem}_prob.png"), np.round(prob * 255).astype(np.uint8))
-        cv2.imwrite(str(out / f"{stem}_mask.png"), (prob >= args.threshold).astype(np.uint8) * 255)
-        (out / f"{stem}_boxes.json").write_text(
-            json.dumps(
-                {
-                    "model_version": version.id,
-                    "width": m.width,
-                    "height": m.height,
-                    "image_score": summary.image_score,
-                    "area_fraction": summary.area_fraction,
-                    "uncertainty": summary.mean_entropy,
-                    "boxes": [b.__dict__ if hasattr(b, "__dict__") else b for b in summary.boxes],
-                },
-                default=float,
-            )
-        )
+        probability_u8 = np.round(prob * 255).astype(np.uint8)
+        mask_u8 = (prob >= args.threshold).astype(np.uint8) * 255
+        atomic_write_bytes(out / f"{stem}_prob.png", encode_png(probability_u8))
+        atomic_write_bytes(out / f"{stem}_mask.png", encode_png(mask_u8))
+        boxes = {
+            "model_version": version.id,
+            "width": loaded.meta.width,
+            "height": loaded.meta.height,
+            "threshold": args.threshold,
+            "image_score": summary.image_score,
+            "area_fraction": summary.area_fraction,
+            "uncertainty": summary.mean_entropy,
+            "boxes": [asdict(b) for b in summary.boxes],
+        }
+        atomic_write_bytes(out / f"{stem}_boxes.json", json.dumps(boxes).encode())
         written.append({"input": src.name, "output": stem})
-    (out / "index.json").write_text(json.dumps(written))
+    atomic_write_bytes(out / "index.json", json.dumps(written, indent=1).encode())
     return {
         "model_version": version.id,
         "predicted": len(written),

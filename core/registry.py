@@ -5,10 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import event, inspect, select, update
 
 from core.workspace import Workspace
 from db.models import ModelVersion
+
+# The one column a version may change after it is stored: which version is active.
+MUTABLE_COLUMNS = frozenset({"is_active"})
+
+
+class ImmutableVersionError(ValueError):
+    """A stored model version was about to be changed."""
+
+
+@event.listens_for(ModelVersion, "before_update")
+def _refuse_changes(_mapper, _connection, target: ModelVersion) -> None:
+    """Versions are records of what was trained: train a new one instead of editing one."""
+    state = inspect(target)
+    changed = sorted(
+        attr.key
+        for attr in state.attrs
+        if attr.key not in MUTABLE_COLUMNS and attr.history.has_changes()
+    )
+    if changed:
+        raise ImmutableVersionError(
+            f"model version {target.id} is immutable (tried to change {', '.join(changed)}); "
+            "train a new version instead"
+        )
 
 
 @dataclass(frozen=True)

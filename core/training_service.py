@@ -18,25 +18,43 @@ from sqlalchemy import func, select
 from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
 from core.catalog import training_pixels
-from core.dataset import TrainItem, patient_split
+from core.dataset import TrainItem, patient_of, patient_split
 from core.progress import NullProgress, ProgressCallback
 from core.registry import VersionInfo, get_version, register_version
 from core.store import atomic_write_bytes, encode_png
 from core.workspace import Workspace
-from db.models import AnnotationRevision, Image, ImageFinding, ModelVersion, Prediction, Reader
+from db.models import (
+    AnnotationRevision,
+    Image,
+    ImageFinding,
+    LabelClass,
+    ModelVersion,
+    Prediction,
+    Reader,
+)
 
 NEGATIVE_FINDINGS = ("reviewed_no_finding", "no_pneumonia")
+# Anatomy every chest X-ray shows: "no pneumonia" says nothing about where the lungs are, so
+# negative findings never turn an image into an empty-mask example of these labels.
+ANATOMY_LABELS = frozenset({"lung"})
 ACTIVATE_RULES = ("never", "always", "if_better")
+CONSENSUS = "consensus"
+DEFAULT_ARCH, DEFAULT_ENCODER, DEFAULT_SIZE = "unet", "resnet34", 256
 
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """What a user asks for when starting a training run (CLI flags, Train page fields)."""
+    """What a user asks for when starting a training run (CLI flags, Train page fields).
+
+    arch, encoder and size left as None take the parent's when fine-tuning (from_version),
+    else unet / resnet34 / 256. reader: None uses the newest revision of any reader per image,
+    a name that reader's newest, "consensus" the pixel-wise majority of every reader's newest.
+    """
 
     label: str = "lung"
-    arch: str = "unet"
-    encoder: str = "resnet34"
-    size: int = 256
+    arch: str | None = None
+    encoder: str | None = None
+    size: int | None = None
     epochs: int = 20
     loss: str = "bce_iou"
     batch_size: int = 8
@@ -44,7 +62,7 @@ class TrainRequest:
     optimizer: str = "adam"
     device: str = "auto"
     from_version: int | None = None
-    reader: str | None = None  # None: newest revision of any reader per image
+    reader: str | None = None
     val_fraction: float = 0.2
     seed: int = 0
     encoder_weights: str | None = None
@@ -57,107 +75,176 @@ class TrainRequest:
 
 @dataclass(frozen=True)
 class LabelledImage:
+    """One image usable for training `label`, with the shapes its mask is drawn from.
+
+    shape_sets holds one list of `label` shapes per voting revision (one unless the consensus
+    rule is used); an explicit negative has an empty list. revision_ids are those revisions,
+    for the model version's data snapshot.
+    """
+
     image_id: int
-    revision_id: int | None  # None for an explicit negative without shapes
+    revision_ids: tuple[int, ...]
     patient_key: str | None
+    content_hash: str
     width: int
     height: int
-    shapes: list
+    shape_sets: tuple[tuple[dict, ...], ...]
+
+    @property
+    def negative(self) -> bool:
+        return not any(self.shape_sets)
+
+
+def _newest_per_reader(s, model, reader_id: int | None) -> list:
+    """Newest row of `model` (revision or finding) per (image, reader), optionally of one
+    reader."""
+    newest = (
+        select(func.max(model.id).label("nid"))
+        .where(*([model.reader_id == reader_id] if reader_id is not None else []))
+        .group_by(model.image_id, model.reader_id)
+        .subquery()
+    )
+    return list(s.scalars(select(model).join(newest, newest.c.nid == model.id)))
+
+
+def _check_label(s, label: str) -> None:
+    names = sorted(s.scalars(select(LabelClass.name)))
+    if label not in names:
+        raise ValueError(f"unknown label {label!r}; labels in this workspace: {', '.join(names)}")
 
 
 def labelled_images(ws: Workspace, label: str, reader: str | None = None) -> list[LabelledImage]:
-    """Images usable to learn `label`: the chosen revision has shapes of that label, or the
-    image is an explicit negative (reviewed: no finding / no pneumonia) with no such shapes."""
+    """Images usable to learn `label`: the chosen revision(s) have shapes of that label, or
+    (for finding labels, not anatomy) the newest finding is an explicit negative and no chosen
+    revision has such shapes. Raises ValueError for an unknown label or reader."""
+    consensus = reader == CONSENSUS
     with ws.sessions() as s:
-        rev_filter = []
-        if reader is not None:
+        _check_label(s, label)
+        reader_id = None
+        if reader is not None and not consensus:
             rd = s.scalar(select(Reader).where(Reader.name == reader))
             if rd is None:
-                raise ValueError(f"unknown reader {reader!r}")
-            rev_filter.append(AnnotationRevision.reader_id == rd.id)
-        newest = (
-            select(func.max(AnnotationRevision.id).label("rid"))
-            .where(*rev_filter)
-            .group_by(AnnotationRevision.image_id)
-            .subquery()
-        )
-        revs = {
-            r.image_id: r
-            for r in s.scalars(
-                select(AnnotationRevision).join(newest, newest.c.rid == AnnotationRevision.id)
-            )
-        }
-        find_filter = [ImageFinding.reader_id == rd.id] if reader is not None else []
-        newest_finding = (
-            select(func.max(ImageFinding.id).label("fid"))
-            .where(*find_filter)
-            .group_by(ImageFinding.image_id)
-            .subquery()
-        )
-        negatives = set(
-            s.scalars(
-                select(ImageFinding.image_id)
-                .join(newest_finding, newest_finding.c.fid == ImageFinding.id)
-                .where(ImageFinding.finding.in_(NEGATIVE_FINDINGS))
-            )
-        )
-        ids = sorted(set(revs) | negatives)
+                known = ", ".join(sorted(s.scalars(select(Reader.name))))
+                raise ValueError(f"unknown reader {reader!r}; readers: {known}, or consensus")
+            reader_id = rd.id
+        # Each reader's newest revision and finding per image; without the consensus rule
+        # only the newest of those that speak about `label` counts.
+        votes: dict[int, list[AnnotationRevision]] = {}
+        for rev in _newest_per_reader(s, AnnotationRevision, reader_id):
+            if any(d.get("label") == label for d in rev.shapes):
+                votes.setdefault(rev.image_id, []).append(rev)
+        if not consensus:
+            votes = {i: [max(revs, key=lambda r: r.id)] for i, revs in votes.items()}
+        negatives: dict[int, int] = {}  # image -> number of readers saying "nothing there"
+        if label not in ANATOMY_LABELS:
+            findings: dict[int, list[ImageFinding]] = {}
+            for f in _newest_per_reader(s, ImageFinding, reader_id):
+                findings.setdefault(f.image_id, []).append(f)
+            for image_id, rows in findings.items():
+                if consensus:  # a reader who drew shapes has voted already
+                    drew = {r.reader_id for r in votes.get(image_id, [])}
+                    rows = [f for f in rows if f.reader_id not in drew]
+                else:
+                    rows = [max(rows, key=lambda f: f.id)]
+                count = sum(f.finding in NEGATIVE_FINDINGS for f in rows)
+                if count:
+                    negatives[image_id] = count
+        ids = sorted(set(votes) | set(negatives))
         images = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(ids)))}
         out = []
         for image_id in ids:
-            im = images[image_id]
-            rev = revs.get(image_id)
-            shapes = [d for d in (rev.shapes if rev else []) if d.get("label") == label]
-            if shapes or image_id in negatives:
-                out.append(
-                    LabelledImage(
-                        image_id=image_id,
-                        revision_id=rev.id if rev and shapes else None,
-                        patient_key=im.patient_key,
-                        width=im.width,
-                        height=im.height,
-                        shapes=shapes,
-                    )
+            im, revs = images[image_id], sorted(votes.get(image_id, []), key=lambda r: r.id)
+            sets = [tuple(d for d in r.shapes if d.get("label") == label) for r in revs]
+            # A reader's "no finding" is an empty vote in the consensus; otherwise a positive
+            # revision outranks a negative finding (drawn shapes are the more specific label).
+            if consensus:
+                sets += [()] * negatives.get(image_id, 0)
+            elif not sets:
+                sets = [()]
+            out.append(
+                LabelledImage(
+                    image_id=image_id,
+                    revision_ids=tuple(r.id for r in revs),
+                    patient_key=im.patient_key,
+                    content_hash=im.content_hash,
+                    width=im.width,
+                    height=im.height,
+                    shape_sets=tuple(sets),
                 )
+            )
         return out
 
 
+def consensus_mask(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Pixels marked by more than half of the votes (one vote: that mask; two: both)."""
+    if len(masks) == 1:
+        return masks[0]
+    count = np.sum(np.stack(masks), axis=0)
+    return count * 2 > len(masks)
+
+
 def train_items(ws: Workspace, images: Iterable[LabelledImage], label: str) -> list[TrainItem]:
+    """Lazy training items: pixels under the default window, masks from the one rasteriser."""
+
     def item(li: LabelledImage) -> TrainItem:
-        shapes = [shape_from_dict(d) for d in li.shapes]
+        shape_sets = [[shape_from_dict(d) for d in shapes] for shapes in li.shape_sets]
+
+        def mask() -> np.ndarray:
+            size = (li.width, li.height)
+            return consensus_mask([label_mask(shapes, size, label) for shapes in shape_sets])
+
         return TrainItem(
             image_id=li.image_id,
             patient_key=li.patient_key,
             load_image=lambda: training_pixels(ws, li.image_id),
-            mask=lambda: label_mask(shapes, (li.width, li.height), label),
+            mask=mask,
+            cache_key=li.content_hash,
         )
 
     return [item(li) for li in images]
 
 
+def train_cache_dir(ws: Workspace) -> Path:
+    """Where resized training images are kept between runs (safe to delete)."""
+    return ws.root / "cache" / "train"
+
+
+def _architecture(ws: Workspace, req: TrainRequest) -> tuple[str, str, int, str | None]:
+    """(arch, encoder, size, parent checkpoint path) with the parent's values as defaults."""
+    if req.from_version is None:
+        return (
+            req.arch or DEFAULT_ARCH,
+            req.encoder or DEFAULT_ENCODER,
+            req.size or DEFAULT_SIZE,
+            None,
+        )
+    parent = get_version(ws, req.from_version)
+    return (
+        req.arch or parent.arch,
+        req.encoder or parent.encoder,
+        req.size or parent.image_size,
+        str(ws.root / parent.checkpoint_path),
+    )
+
+
 def train(
     ws: Workspace, req: TrainRequest, progress: ProgressCallback | None = None
 ) -> VersionInfo:
-    """Train on the workspace's labels and register the run as a new model version."""
+    """Train on the workspace's labels and register the run as a new model version.
+
+    Raises ValueError / LookupError with what to do for unusable requests; nothing is
+    registered and no run folder is left behind when training fails or is cancelled.
+    """
     from core.training import TrainConfig, train_model
 
     progress = progress or NullProgress()
     if req.activate not in ACTIVATE_RULES:
         raise ValueError(f"activate must be one of {', '.join(ACTIVATE_RULES)}")
-    labelled = labelled_images(ws, req.label, req.reader)
-    if len(labelled) < 2:
-        raise ValueError(
-            f"only {len(labelled)} image(s) have {req.label!r} labels or an explicit negative; "
-            "label at least 2 images (better dozens) before training"
-        )
-    init_checkpoint = None
-    if req.from_version is not None:
-        parent = get_version(ws, req.from_version)
-        init_checkpoint = str(ws.root / parent.checkpoint_path)
-    config = TrainConfig(
-        arch=req.arch,
-        encoder=req.encoder,
-        size=req.size,
+    arch, encoder, size, init_checkpoint = _architecture(ws, req)
+    config = TrainConfig(  # validates names and numbers before any data is read
+        arch=arch,
+        encoder=encoder,
+        size=size,
         epochs=req.epochs,
         batch_size=req.batch_size,
         lr=req.lr,
@@ -171,45 +258,65 @@ def train(
         early_stopping_patience=req.early_stopping_patience,
         augment=req.augment,
     )
+    labelled = labelled_images(ws, req.label, req.reader)
+    if len(labelled) < 3:
+        raise ValueError(
+            f"only {len(labelled)} image(s) have {req.label!r} labels"
+            + ("" if req.label in ANATOMY_LABELS else " or an explicit negative")
+            + "; label at least 3 images (better dozens) before training"
+        )
     items = train_items(ws, labelled, req.label)
     train_set, val_set = patient_split(items, req.val_fraction, req.seed)
     if not val_set:
-        raise ValueError("the patient-wise split left no validation images; label more patients")
+        raise ValueError(
+            "the patient-wise split left no validation images; label images of more patients "
+            "or raise the validation fraction"
+        )
     progress.on_log(
-        f"training {req.arch}/{req.encoder} on {len(train_set)} images, "
+        f"training {arch}/{encoder} on {len(train_set)} images, "
         f"validating on {len(val_set)} ({req.label})"
     )
     run_dir = ws.models_dir / f"run-{uuid.uuid4().hex[:12]}"
     try:
-        result = train_model(config, train_set, val_set, run_dir, progress)
+        result = train_model(
+            config, train_set, val_set, run_dir, progress, cache_dir=train_cache_dir(ws)
+        )
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-made stays behind
         raise
     by_id = {li.image_id: li for li in labelled}
+
+    def rows(part: Sequence[TrainItem]) -> list[list]:
+        return [[i.image_id, list(by_id[i.image_id].revision_ids)] for i in part]
+
     snapshot = {
         "label": req.label,
         "reader": req.reader,
         "n_images": len(items),
         "n_train": len(train_set),
         "n_val": len(val_set),
-        "train": [[i.image_id, by_id[i.image_id].revision_id] for i in train_set],
-        "val": [[i.image_id, by_id[i.image_id].revision_id] for i in val_set],
-        "n_patients": len({i.patient_key or f"image:{i.image_id}" for i in items}),
+        "n_negative": sum(li.negative for li in labelled),
+        "train": rows(train_set),
+        "val": rows(val_set),
+        "n_patients": len({patient_of(i) for i in items}),
+        "split": {"rule": "patient", "val_fraction": req.val_fraction, "seed": req.seed},
     }
     version = ModelVersion(
         label=req.label,
-        arch=req.arch,
-        encoder=req.encoder,
-        image_size=req.size,
+        arch=arch,
+        encoder=encoder,
+        image_size=size,
         settings={**asdict(req), "train_config": _jsonable(asdict(config))},
         data_snapshot=snapshot,
-        history=result.history,
-        metrics={
-            **result.val_metrics,
-            "best_epoch": result.best_epoch,
-            "images_per_s": result.images_per_s,
-            "stopped_early": result.stopped_early,
-        },
+        history=_jsonable(result.history),
+        metrics=_jsonable(
+            {
+                **result.val_metrics,
+                "best_epoch": result.best_epoch,
+                "images_per_s": result.images_per_s,
+                "stopped_early": result.stopped_early,
+            }
+        ),
         checkpoint_path=str(Path(result.best_checkpoint).resolve().relative_to(ws.root)),
         parent_version_id=req.from_version,
         device=result.device,
@@ -289,16 +396,6 @@ def predict_workspace(
 
 
 # --- job handlers (run by the worker, see core.jobs) ----------------------------------------
-
-
-def run_training_job(ws: Workspace, job_id: int, settings: dict, reporter) -> dict:
-    req = TrainRequest(**settings)
-    version = train(ws, req, reporter)
-    reporter.on_log(f"registered model version {version.id} (val Dice {version.val_dice:.4f})")
-    # Predictions for review, so the review page opens instantly on the new version.
-    reporter.on_log("predicting the workspace images with the new version")
-    predict_workspace(ws, version.id, device=req.device, should_stop=reporter.should_stop)
-    return {"model_version": version.id, "val_dice": version.val_dice, "active": version.is_active}
 
 
 def run_prediction_job(ws: Workspace, job_id: int, settings: dict, reporter) -> dict:
