@@ -15,6 +15,11 @@ ensure_worker(ws)
 pages = [
     st.Page("app_pages/worklist.py", title="Worklist", icon=":material/view_list:", default=True),
     st.Page("app_pages/import_images.py", title="Import", icon=":material/upload_file:"),
+    st.Page("app_pages/annotate.py", title="Annotate", icon=":material/draw:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/review.py", title="Review", icon=":material/fact_check:"),
+    st.Page("app_pages/models.py", title="Models", icon=":material/deployed_code:"),
+    st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
 ]
 page = st.navigation(pages)
 

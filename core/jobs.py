@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import importlib
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,16 +28,17 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.workspace import Workspace
-from db.models import Job, utcnow
+from db.models import Job, ModelVersion, utcnow
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = {"succeeded", "failed", "cancelled"}
 LOG_TAIL_LINES = 200
+MIN_TRAINING_IMAGES = 3  # train() refuses fewer (a patient-wise split needs them)
 
 # kind -> "module:function"; the function takes (ws, job_id, settings, reporter) and returns
 # a JSON-able result dict. Strings keep this module free of torch until a job runs.
 HANDLERS: dict[str, str] = {
-    "train": "core.training_service:run_training_job",
+    "train": "core.jobs:train_then_queue_predictions",
     "predict": "core.training_service:run_prediction_job",
 }
 
@@ -119,6 +122,48 @@ def submit_job(ws: Workspace, kind: str, settings: dict[str, Any], created_by: s
     _huey, task = queue_for(str(ws.root))
     task(str(ws.root), job_id)  # calling a huey task enqueues it
     return job_id
+
+
+def submit_training(ws: Workspace, request) -> int:
+    """Check a TrainRequest (names, sizes, enough labels, fine-tune parent) and queue it.
+
+    Bad settings fail here with a message saying what to change, not minutes later in the
+    worker. Returns the job id.
+    """
+    from dataclasses import asdict
+
+    from core import training_service as ts
+    from core.training import TrainConfig
+
+    if request.activate not in ts.ACTIVATE_RULES:
+        raise ValueError(f"activate must be one of {', '.join(ts.ACTIVATE_RULES)}")
+    # The same defaults train() applies (the parent's network when fine-tuning).
+    arch, encoder, size, parent_checkpoint = ts._architecture(ws, request)
+    if request.from_version is not None:
+        parent = ts.get_version(ws, request.from_version)
+        if (parent.arch, parent.encoder) != (arch, encoder):
+            raise ValueError(
+                f"version {parent.id} is a {parent.arch}/{parent.encoder} model; choose that "
+                "architecture and encoder to fine-tune it, or train from scratch"
+            )
+    TrainConfig(
+        arch=arch,
+        encoder=encoder,
+        size=size,
+        epochs=request.epochs,
+        batch_size=request.batch_size,
+        lr=request.lr,
+        loss=request.loss,
+        device=request.device,
+        init_checkpoint=parent_checkpoint,
+    )
+    n = len(ts.labelled_images(ws, request.label, request.reader))
+    if n < MIN_TRAINING_IMAGES:
+        raise ValueError(
+            f"only {n} image(s) have {request.label!r} labels; label at least "
+            f"{MIN_TRAINING_IMAGES} images (better dozens) before training"
+        )
+    return submit_job(ws, "train", asdict(request), request.created_by)
 
 
 # --- running one job ---------------------------------------------------------------------------
@@ -230,6 +275,36 @@ def run_job(ws: Workspace, job_id: int) -> JobInfo:
         return _info(job)
 
 
+def train_then_queue_predictions(
+    ws: Workspace, job_id: int, settings: dict, reporter: JobReporter
+) -> dict:
+    """The "train" handler: train and register a version, then queue a prediction job for it
+    over the workspace's images, so the review page opens on ready-made predictions."""
+    from core.training_service import TrainRequest, train
+
+    req = TrainRequest(**settings)
+    version = train(ws, req, reporter)
+    dice = version.val_dice
+    reporter.on_log(
+        f"registered model version {version.id}"
+        + (f" (validation Dice {dice:.4f})" if dice is not None else "")
+        + ("; it is now the active model" if version.is_active else "; not activated")
+    )
+    predict_job = submit_job(
+        ws,
+        "predict",
+        {"model": version.id, "device": req.device, "after_job": job_id},
+        req.created_by,
+    )
+    reporter.on_log(f"queued prediction job {predict_job} for the review page")
+    return {
+        "model_version": version.id,
+        "val_dice": dice,
+        "active": version.is_active,
+        "prediction_job": predict_job,
+    }
+
+
 # --- reading and controlling jobs --------------------------------------------------------------
 
 
@@ -242,11 +317,12 @@ def get_job(ws: Workspace, job_id: int) -> JobInfo:
 
 
 def _position(s, job: Job) -> int | None:
+    """1 = runs next (when the running job, if any, finishes); None unless queued.
+
+    Jobs run in submission order (one worker thread per worker process, see run_worker)."""
     if job.state != "queued":
         return None
-    ahead = s.scalar(
-        select(func.count(Job.id)).where(Job.state.in_(("queued", "running")), Job.id < job.id)
-    )
+    ahead = s.scalar(select(func.count(Job.id)).where(Job.state == "queued", Job.id < job.id))
     return int(ahead or 0) + 1
 
 
@@ -256,6 +332,12 @@ def list_jobs(ws: Workspace, limit: int = 50, kind: str | None = None) -> list[J
         if kind:
             stmt = stmt.where(Job.kind == kind)
         return [_info(j, _position(s, j)) for j in s.scalars(stmt)]
+
+
+def latest_job(ws: Workspace, kind: str | None = None) -> JobInfo | None:
+    """The newest job (of `kind`): what a reopened page shows."""
+    jobs = list_jobs(ws, limit=1, kind=kind)
+    return jobs[0] if jobs else None
 
 
 def cancel_job(ws: Workspace, job_id: int) -> JobInfo:
@@ -290,7 +372,8 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 def recover_dead_jobs(ws: Workspace) -> list[int]:
-    """Mark running jobs whose worker process is gone as failed, with the reason."""
+    """Mark running jobs whose worker process is gone as failed, with the reason, and remove
+    what a killed training run left half-made (its run folder: never a model version)."""
     host = socket.gethostname()
     failed = []
     with ws.sessions.begin() as s:
@@ -304,7 +387,28 @@ def recover_dead_jobs(ws: Workspace) -> list[int]:
                 )
                 job.finished_at = utcnow()
                 failed.append(job.id)
+    if failed:
+        remove_orphan_runs(ws)
     return failed
+
+
+def remove_orphan_runs(ws: Workspace) -> list[Path]:
+    """Delete run folders under models/ that no model version points to.
+
+    Only while no job runs anywhere: a live training writes into its own, not yet registered,
+    run folder. A killed run's folder may hold a best.pt of an early epoch or a temporary
+    checkpoint file; neither may be mistaken for a model later.
+    """
+    with ws.sessions() as s:
+        if s.scalar(select(func.count(Job.id)).where(Job.state == "running")):
+            return []
+        kept = {Path(p).parts[1] for p in s.scalars(select(ModelVersion.checkpoint_path)) if p}
+    removed = []
+    for run_dir in ws.models_dir.glob("run-*"):
+        if run_dir.is_dir() and run_dir.name not in kept:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            removed.append(run_dir)
+    return removed
 
 
 # --- the worker --------------------------------------------------------------------------------
@@ -370,21 +474,52 @@ def ensure_worker(ws: Workspace) -> bool:
     recover_dead_jobs(ws)
     if os.environ.get("PNEUMOLAB_AUTOSTART_WORKER") == "0" or worker_running(ws):
         return False
-    log = open(ws.root / "worker.log", "ab")  # noqa: SIM115 - handed to the child
-    subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "--workspace", str(ws.root), "worker"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # survives Streamlit script reruns and restarts
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    start_worker_process(ws)
     # Wait briefly for the lock so a quick second call does not start a twin.
     for _ in range(50):
         if worker_running(ws):
             break
         time.sleep(0.1)
     return True
+
+
+def stop_worker(ws: Workspace, timeout: float = 10.0) -> bool:
+    """Stop the worker that holds this workspace's lock (SIGTERM: huey stops at once; a job it
+    was running is marked failed by the next recover_dead_jobs). True if one was stopped."""
+    if not worker_running(ws):
+        return False
+    try:
+        pid = int(_lock_path(ws).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while worker_running(ws) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not worker_running(ws)
+
+
+def start_worker_process(ws: Workspace, extra_env: dict[str, str] | None = None):
+    """Spawn `pneumolab worker` for `ws` in its own session (it outlives Streamlit reruns and
+    restarts); output goes to worker.log in the workspace. Returns the Popen."""
+    project_root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (project_root, os.environ.get("PYTHONPATH")) if p)
+    log = open(ws.root / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "--workspace", str(ws.root), "worker"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            # The project root on the path: `-m core.cli` must work whatever the app's cwd.
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(extra_env or {})},
+        )
+    finally:
+        log.close()
 
 
 def wait_for(ws: Workspace, job_id: int, timeout: float = 600, poll: float = 0.5) -> JobInfo:

@@ -1,0 +1,197 @@
+"""Review: each prediction in red over the labels in blue (overlap purple), Grad-CAM, boxes,
+Dice/IoU; accept, correct in the annotator, reject, sign off. Worklist sorted so the most
+informative images come first."""
+
+from pathlib import Path
+
+import streamlit as st
+from ui_state import reader_name, workspace
+
+from core.overlay import heatmap_overlay
+from core.readers import list_readers
+from core.registry import active_version
+from core.review import (
+    ORDERS,
+    accept_prediction,
+    gradcam_heatmap,
+    load_review,
+    order_rows,
+    reject_prediction,
+    review_history,
+    review_rows,
+    review_stamp,
+    sign_off,
+    start_correction,
+    versions_with_predictions,
+)
+
+ANNOTATE_PAGE = Path(__file__).with_name("annotate.py")
+
+ws = workspace()
+st.title("Review predictions")
+
+versions = versions_with_predictions(ws)
+if not versions:
+    st.info(
+        "No predictions yet. Train a model on the **Train** page: when it finishes, a "
+        "prediction job runs it over every image and this page fills in."
+    )
+    st.stop()
+
+active = active_version(ws)
+default = versions.index(active.id) if active and active.id in versions else 0
+c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
+version_id = c1.selectbox(
+    "Model version",
+    versions,
+    index=default,
+    format_func=lambda v: f"version {v}" + (" (active)" if active and v == active.id else ""),
+    key="review_version",
+)
+threshold = c2.slider("Threshold", 0.05, 0.95, 0.5, 0.05, key="review_threshold")
+opacity = c3.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="review_opacity")
+order = c4.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="review_order")
+readers = [r.name for r in list_readers(ws)]
+c5, c6, c7 = st.columns([2, 1, 1])
+truth_reader = c5.selectbox(
+    "Ground truth (blue) from",
+    [None] + readers,
+    format_func=lambda r: "newest labels of any reader" if r is None else r,
+    key="review_truth_reader",
+)
+show_boxes = c6.toggle("Boxes", value=True, key="review_boxes")
+show_cam = c7.toggle("Grad-CAM", value=False, key="review_gradcam")
+
+
+@st.cache_data(max_entries=8, show_spinner="Scoring predictions…")
+def _rows(root: str, version: int, thr: float, reader: str | None, stamp: tuple):
+    # root and stamp key the cache: new labels or predictions give a new stamp.
+    return review_rows(ws, version, thr, reader)
+
+
+rows = order_rows(
+    _rows(str(ws.root), version_id, threshold, truth_reader, review_stamp(ws, version_id)), order
+)
+if not rows:
+    st.info(f"Version {version_id} has no stored predictions.")
+    st.stop()
+
+index = min(st.session_state.get("review_index", 0), len(rows) - 1)
+
+
+def _describe(i: int) -> str:
+    r = rows[i]
+    dice = "no labels" if r.dice is None else f"Dice {r.dice:.2f}"
+    return f"{i + 1}. {r.display_name} · {dice} · entropy {r.uncertainty:.3f}"
+
+
+nav1, nav2, nav3 = st.columns([1, 6, 1])
+if nav1.button("← Previous", disabled=index == 0, key="review_prev"):
+    st.session_state["review_index"] = index - 1
+    st.rerun()
+picked = nav2.selectbox(
+    "Image", range(len(rows)), index=index, format_func=_describe, label_visibility="collapsed"
+)
+if picked != index:
+    st.session_state["review_index"] = index = picked
+if nav3.button("Next →", disabled=index + 1 >= len(rows), key="review_next"):
+    st.session_state["review_index"] = index + 1
+    st.rerun()
+
+row = rows[index]
+review = load_review(ws, row.image_id, version_id, threshold, truth_reader)
+
+left, right = st.columns([3, 2] if not show_cam else [1, 1])
+with left:
+    st.image(
+        review.render(opacity, show_boxes),
+        caption="Red: prediction · Blue: ground truth · Purple: both",
+        width="stretch",
+        output_format="PNG",
+    )
+if show_cam:
+    with right, st.spinner("Computing Grad-CAM…"):
+        heat = gradcam_heatmap(ws, row.image_id, version_id, threshold)
+        st.image(
+            heatmap_overlay(review.gray, heat, 0.45),
+            caption="Grad-CAM: what drove the predicted region",
+            width="stretch",
+            output_format="PNG",
+        )
+    info_col = st.container()
+else:
+    info_col = right
+
+with info_col:
+    st.subheader(review.display_name)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Dice", "–" if review.dice is None else f"{review.dice:.3f}")
+    m2.metric("IoU", "–" if review.iou is None else f"{review.iou:.3f}")
+    m3.metric(
+        "Pixel accuracy", "–" if review.pixel_accuracy is None else f"{review.pixel_accuracy:.3f}"
+    )
+    st.caption(
+        f"Labels: {review.truth_reader or 'none'} · image score {review.score:.2f} · "
+        f"mean entropy {review.uncertainty:.3f} bits"
+    )
+    if review.boxes:
+        st.dataframe(
+            [
+                {"x": b.x0, "y": b.y0, "width": b.width, "height": b.height,
+                 "confidence": round(b.confidence, 3)}
+                for b in review.boxes
+            ],
+            hide_index=True,
+            height=min(35 * len(review.boxes) + 40, 200),
+        )  # fmt: skip
+    else:
+        st.caption(f"No region above threshold {threshold:.2f}.")
+
+    reader = reader_name()
+    comment = st.text_input("Comment", key=f"review_comment_{row.image_id}")
+    a1, a2, a3, a4 = st.columns(4)
+    if a1.button("Accept", type="primary", key="review_accept", help="Save as your labels"):
+        try:
+            rev = accept_prediction(ws, row.image_id, version_id, reader, threshold, comment)
+            st.session_state["review_message"] = (
+                f"Saved as {reader}'s revision {rev.revision} (from model version {version_id})."
+            )
+            st.rerun()
+        except ValueError as e:
+            st.error(str(e))
+    if a2.button("Correct…", key="review_correct", help="Open the prediction in the annotator"):
+        try:
+            start_correction(ws, row.image_id, version_id, reader, threshold)
+        except ValueError as e:
+            st.error(str(e))
+        else:
+            st.session_state["annotate_image_id"] = row.image_id
+            if ANNOTATE_PAGE.exists():
+                st.switch_page("app_pages/annotate.py")
+            st.session_state["review_message"] = (
+                "The prediction is saved as your newest revision; open the Annotate page to "
+                "correct it."
+            )
+            st.rerun()
+    if a3.button("Reject", key="review_reject"):
+        reject_prediction(ws, row.image_id, version_id, reader, comment)
+        st.session_state["review_message"] = "Prediction rejected; your labels are unchanged."
+        st.rerun()
+    if a4.button("Sign off", key="review_signoff"):
+        sign_off(ws, row.image_id, reader, comment, version_id)
+        st.session_state["review_message"] = f"Signed off by {reader}."
+        st.rerun()
+    message = st.session_state.pop("review_message", None)
+    if message:
+        st.success(message)
+    history = review_history(ws, row.image_id)
+    if history:
+        st.caption("Review history")
+        st.dataframe(
+            [
+                {"when": f"{h.created_at:%Y-%m-%d %H:%M}", "reader": h.reader,
+                 "decision": h.decision, "version": h.model_version_id, "comment": h.comment}
+                for h in history
+            ],
+            hide_index=True,
+        )  # fmt: skip

@@ -1,0 +1,182 @@
+"""Review and Models pages (AppTest) on real X-rays with two tiny trained versions and their
+stored predictions: worklist order, overlay + Grad-CAM, accept / reject / sign-off, version
+details, activate / roll back, comparison."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from core import jobs
+from core.annotating import latest_revision
+from core.importer import import_paths
+from core.registry import active_version
+from core.review import order_rows, review_rows
+from core.training_service import TrainRequest
+from core.workspace import Workspace
+from db.models import Image, Review
+
+APP_DIR = Path(__file__).resolve().parents[2] / "app"
+MAIN = str(APP_DIR / "main.py")
+
+
+def _train_and_predict(ws: Workspace, **settings) -> int:
+    request = TrainRequest(
+        label="lung", encoder="resnet18", size=32, epochs=1, batch_size=4, device="cpu",
+        **settings,
+    )  # fmt: skip
+    done = jobs.run_job(ws, jobs.submit_training(ws, request))
+    assert done.state == "succeeded", done.error
+    predicted = jobs.run_job(ws, done.result["prediction_job"])
+    assert predicted.state == "succeeded", predicted.error
+    return done.result["model_version"]
+
+
+@pytest.fixture(scope="module")
+def prepared(cxr_lungs_dir: Path, tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("review") / "ws"
+    ws = Workspace.open(root)
+    jpgs = sorted(cxr_lungs_dir.glob("*.jpg"))[:6]
+    assert import_paths(ws, [str(p) for p in jpgs]).summary()["annotations"] >= 6
+    _train_and_predict(ws)
+    _train_and_predict(ws, activate="never", seed=1)
+    ws.dispose()
+    return root
+
+
+@pytest.fixture
+def ws(prepared: Path, tmp_path: Path, point_app):
+    root = tmp_path / "ws"
+    shutil.copytree(prepared, root)
+    point_app(root)
+    ws = Workspace.open(root)
+    yield ws
+    ws.dispose()
+
+
+def open_page(name: str, **state) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page(f"app_pages/{name}.py")
+    return at.run()
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label.startswith(label)).click()
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in (*at.markdown, *at.caption, *at.subheader)]
+    parts += [e.value for e in (*at.info, *at.error, *at.success, *at.warning)]
+    return "\n".join(str(p) for p in parts)
+
+
+# --- review ------------------------------------------------------------------------------------
+
+
+def test_review_opens_on_the_active_version_lowest_dice_first(ws):
+    at = open_page("review", review_order="lowest_dice")
+    assert not at.exception
+    active = active_version(ws)
+    assert at.selectbox(key="review_version").value == active.id
+    rows = order_rows(review_rows(ws, active.id, 0.5), "lowest_dice")
+    image_box = next(s for s in at.selectbox if s.key is None and s.label == "Image")
+    assert image_box.value == 0 and rows[0].display_name in image_box.format_func(0)
+    assert f"Dice {rows[0].dice:.2f}" in image_box.format_func(0)
+    assert len(at.get("image")) == 1
+    names = [m.label for m in at.metric]
+    assert names[:3] == ["Dice", "IoU", "Pixel accuracy"]
+    assert at.metric[0].value == f"{rows[0].dice:.3f}"
+
+
+def test_gradcam_toggle_adds_the_heatmap(ws):
+    at = open_page("review", review_gradcam=True)
+    assert not at.exception
+    images = at.get("image")
+    assert len(images) == 2
+    assert "Grad-CAM" in images[1].captions[0]
+    assert images[0].proto.imgs[0].url.endswith(".png")  # lossless: colours stay exact
+
+
+def test_accept_saves_a_model_revision_for_the_current_reader(ws):
+    at = open_page("review", review_order="image", review_threshold=0.3)
+    with ws.sessions() as s:
+        first = s.scalar(select(Image.id).order_by(Image.id))
+    at = click(at, "Accept")
+    assert not at.exception
+    rev = latest_revision(ws, first, "reader")
+    assert rev is not None and rev.source == "model"
+    assert rev.model_version_id == active_version(ws).id
+    assert "Saved as reader's revision 1" in texts(at)
+
+
+def test_reject_and_sign_off_with_comment(ws):
+    at = open_page("review", review_order="image")
+    at.text_input[0].set_value("right lung under-segmented")
+    at = click(at, "Reject")
+    at.text_input[0].set_value("checked")
+    at = click(at, "Sign off")
+    with ws.sessions() as s:
+        rows = s.execute(select(Review.decision, Review.comment).order_by(Review.id)).all()
+        first = s.get(Image, s.scalar(select(Image.id).order_by(Image.id)))
+        assert first.status == "reviewed"
+    assert [tuple(r) for r in rows] == [
+        ("rejected", "right lung under-segmented"),
+        ("signed_off", "checked"),
+    ]
+    assert "signed_off" in str(at.dataframe[-1].value)
+
+
+def test_review_without_predictions_says_what_to_do(tmp_path, point_app):
+    point_app(tmp_path / "empty")
+    at = open_page("review")
+    assert not at.exception
+    assert "No predictions yet" in texts(at)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def test_models_page_lists_versions_and_rolls_back(ws):
+    at = open_page("models")
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["version"]) == [2, 1]
+    assert list(table["active"]) == ["", "●"]
+    assert all(table["images"] == 6)
+    at.selectbox(key="models_version").set_value(2)
+    at = at.run()
+    at = click(at, "Activate version 2")
+    assert active_version(ws).id == 2
+    at.selectbox(key="models_version").set_value(1)
+    at = at.run()
+    at = click(at, "Roll back to version 1")
+    assert active_version(ws).id == 1
+    assert "Version 1 is now the active model" in texts(at)
+
+
+def test_models_page_shows_curves_and_compares_two_versions(ws):
+    at = open_page("models")
+    assert len(at.get("vega_lite_chart")) == 2  # loss and Dice per epoch
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Validation Dice" in metrics
+    assert "Mean Dice, version 1" in metrics and "Mean Dice, version 2" in metrics
+    assert len(at.get("image")) == 2  # the same image under both versions
+
+
+def test_correct_hands_the_prediction_to_the_annotator(ws):
+    at = open_page("review", review_order="image", review_threshold=0.3)
+    with ws.sessions() as s:
+        first = s.scalar(select(Image.id).order_by(Image.id))
+    at = click(at, "Correct")
+    rev = latest_revision(ws, first, "reader")
+    assert rev is not None and (rev.source, rev.tool) == ("model", "pre-annotation")
+    assert at.session_state["annotate_image_id"] == first  # the annotator opens on it
