@@ -177,7 +177,13 @@ def _shapes_of(ann: Mapping[str, Any], label: str, where: str) -> list[Shape]:
             _number_list(bbox) and len(bbox) == 4, where, f"bbox must be [x, y, w, h], got {bbox!r}"
         )
         x, y, w, h = bbox
-        return [Shape(shape_type="rectangle", points=((x, y), (x + w, y + h)), **common)]
+        corners = ((x, y), (x + w, y + h))
+        if kind == "rectangle" and isinstance(seg, list) and len(seg) == 1:
+            poly = seg[0]
+            if _number_list(poly) and len(poly) == 8:
+                # Our own export writes the exact corners here; x + w can be off by a float ulp.
+                corners = ((poly[0], poly[1]), (poly[4], poly[5]))
+        return [Shape(shape_type="rectangle", points=corners, **common)]
     _need(
         isinstance(seg, list),
         where,
