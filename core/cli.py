@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     finally:
         ws.dispose()
+    if result is None:  # a torchrun rank other than 0: rank 0 prints the one result
+        return 0
     print(json.dumps(result, default=str), flush=True)
     return EXIT_BAD_INPUT if result.get("refused") else 0
 

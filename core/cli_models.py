@@ -47,7 +47,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true")
 
 
-def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict:
+def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
     from core.progress import TextProgress
     from core.training_service import TrainRequest, train
 
@@ -78,6 +78,8 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict:
         version = train(ws, req, TextProgress())
     except (ValueError, LookupError, FileNotFoundError) as e:
         raise BadInput(str(e)) from e
+    if version is None:  # not rank 0 of a torchrun launch
+        return None
     return {
         "model_version": version.id,
         "val_dice": version.metrics.get("dice"),

@@ -284,6 +284,7 @@ def train_then_queue_predictions(
 
     req = TrainRequest(**settings)
     version = train(ws, req, reporter)
+    assert version is not None, "jobs run in one process, never under torchrun"
     dice = version.val_dice
     reporter.on_log(
         f"registered model version {version.id}"

@@ -6,6 +6,7 @@ job worker both call these.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -229,8 +230,11 @@ def _architecture(ws: Workspace, req: TrainRequest) -> tuple[str, str, int, str 
 
 def train(
     ws: Workspace, req: TrainRequest, progress: ProgressCallback | None = None
-) -> VersionInfo:
+) -> VersionInfo | None:
     """Train on the workspace's labels and register the run as a new model version.
+
+    Under torchrun every process trains its shard (DistributedDataParallel); only rank 0
+    registers the version and returns it, the other ranks return None.
 
     Raises ValueError / LookupError with what to do for unusable requests; nothing is
     registered and no run folder is left behind when training fails or is cancelled.
@@ -284,6 +288,10 @@ def train(
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-made stays behind
         raise
+    if os.environ.get("RANK", "0") != "0":
+        # Launched by torchrun: rank 0 saved the checkpoint and registers the one version.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return None
     by_id = {li.image_id: li for li in labelled}
 
     def rows(part: Sequence[TrainItem]) -> list[list]:

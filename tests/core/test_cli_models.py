@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -214,3 +215,39 @@ def test_bad_input_exits_2_with_a_clear_message(trained, ws, capsys, args, messa
     code, out = run_main(capsys, "--workspace", str(trained[0] / "ws"), *args)
     assert code == 2 and message in out["error"]
     assert len(list_versions(ws)) == versions  # nothing registered, nothing lost
+
+
+def test_torchrun_trains_in_two_processes_and_registers_one_version(trained, tmp_path):
+    """`torchrun -m core.cli train`: both ranks train their shard (gloo on CPU), rank 0 alone
+    saves the checkpoint, registers the version and prints the result."""
+    copy = tmp_path / "ws"
+    shutil.copytree(trained[0] / "ws", copy, symlinks=True)
+    ws = Workspace.open(copy)
+    before = {v.id for v in list_versions(ws)}
+    runs_before = set(ws.models_dir.iterdir())
+    ws.dispose()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "core.cli", "--workspace", str(copy), "train", "--label", "lung", "--arch", "unet",
+         "--encoder", "resnet18", "--size", "64", "--epochs", "1", "--device", "cpu",
+         "--activate", "never"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    assert len(lines) == 1, done.stdout  # one result, from rank 0
+    out = lines[0]
+    assert out["device"] == "cpu x2 processes"
+    ws = Workspace.open(copy)
+    try:
+        new = {v.id for v in list_versions(ws)} - before
+        assert new == {out["model_version"]}
+        version = get_version(ws, out["model_version"])
+        assert (ws.root / version.checkpoint_path).is_file()
+        # The other rank leaves no empty run folder behind.
+        assert set(ws.models_dir.iterdir()) - runs_before == {
+            (ws.root / version.checkpoint_path).parent
+        }
+    finally:
+        ws.dispose()
