@@ -83,6 +83,12 @@ for i, row in enumerate(result.rows):
             f"{row.source_format.upper()}  \n:{colour}-badge[{row.status}] · "
             f"{row.imported_at:%Y-%m-%d %H:%M}"
         )
+        st.page_link(
+            "app_pages/annotate.py",
+            label="Annotate",
+            icon=":material/draw:",
+            query_params={"image": str(row.id)},
+        )
 
 nav_col, goto_col = st.columns([4, 1], vertical_alignment="bottom")
 with nav_col:

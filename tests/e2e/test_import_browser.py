@@ -1,5 +1,5 @@
-"""Real browser: upload the real DICOM and two JPEGs on the Import page, then see them in the
-worklist with their thumbnails loaded."""
+"""Real browser: upload the real DICOM and two JPEGs on the Import page, see them in the
+worklist with their thumbnails loaded, and open one from its card in the annotator."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from core.store import THUMB_SIDE
 pytestmark = pytest.mark.e2e
 
 
-def test_upload_then_worklist_shows_thumbnails(
+def test_upload_then_worklist_shows_thumbnails_and_opens_the_annotator(
     tmp_path, app_server, page, settle, artifacts, dicom_mono1, cxr_lungs_dir
 ):
     url = app_server(tmp_path / "ws")
@@ -63,3 +63,12 @@ def test_upload_then_worklist_shows_thumbnails(
     assert dicom_mono1.name not in body and all(p.name not in body for p in jpegs)
     page.screenshot(path=str(artifacts / "worklist.png"), full_page=True)
     assert (artifacts / "worklist.png").stat().st_size > 10_000
+
+    # Each card opens that image in the annotator.
+    card = page.locator('[class*="st-key-worklist_card_"]', has_text="1841×1955 px · CR · DICOM")
+    name = re.search(r"IMG-\d+", card.inner_text()).group(0)
+    card.get_by_role("link", name="Annotate").click()
+    settle(page)
+    page.get_by_role("heading", name="Annotate").wait_for()
+    page.get_by_text(re.compile(rf"{name} · 1841×1955 px · CR")).wait_for(timeout=60_000)
+    assert re.search(r"[?&]image=\d+", page.url), page.url
