@@ -125,19 +125,12 @@ def _labelme_pairs(folder: Path) -> list[tuple[Path, Path]]:
 
 def _read_labelme_shapes(path: Path, size: tuple[int, int]) -> list:
     """Validated shapes of a LabelMe file for an image of `size` (width, height)."""
-    from annotations.shapes import shape_from_dict, validate_shapes
+    from annotations.labelme_io import parse_labelme
 
     try:
         raw = json.loads(path.read_bytes().decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"not readable LabelMe JSON ({e})") from e
-    try:  # the interchange module's strict reader, when present
-        from annotations.labelme_io import parse_labelme
-    except ImportError:
-        if not isinstance(raw, dict) or not isinstance(raw.get("shapes"), list):
-            raise ValueError("LabelMe JSON needs a 'shapes' list") from None
-        shapes = [shape_from_dict(d, i) for i, d in enumerate(raw["shapes"])]
-        return list(validate_shapes(shapes, size))
     return list(parse_labelme(raw, source=str(path), image_size=size).shapes)
 
 

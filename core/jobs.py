@@ -33,7 +33,6 @@ from db.models import Job, ModelVersion, utcnow
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = {"succeeded", "failed", "cancelled"}
 LOG_TAIL_LINES = 200
-MIN_TRAINING_IMAGES = 3  # train() refuses fewer (a patient-wise split needs them)
 
 # kind -> "module:function"; the function takes (ws, job_id, settings, reporter) and returns
 # a JSON-able result dict. Strings keep this module free of torch until a job runs.
@@ -138,7 +137,7 @@ def submit_training(ws: Workspace, request) -> int:
     if request.activate not in ts.ACTIVATE_RULES:
         raise ValueError(f"activate must be one of {', '.join(ts.ACTIVATE_RULES)}")
     # The same defaults train() applies (the parent's network when fine-tuning).
-    arch, encoder, size, parent_checkpoint = ts._architecture(ws, request)
+    arch, encoder, size, parent_checkpoint = ts.resolve_architecture(ws, request)
     if request.from_version is not None:
         parent = ts.get_version(ws, request.from_version)
         if (parent.arch, parent.encoder) != (arch, encoder):
@@ -158,10 +157,10 @@ def submit_training(ws: Workspace, request) -> int:
         init_checkpoint=parent_checkpoint,
     )
     n = len(ts.labelled_images(ws, request.label, request.reader))
-    if n < MIN_TRAINING_IMAGES:
+    if n < ts.MIN_TRAINING_IMAGES:
         raise ValueError(
             f"only {n} image(s) have {request.label!r} labels; label at least "
-            f"{MIN_TRAINING_IMAGES} images (better dozens) before training"
+            f"{ts.MIN_TRAINING_IMAGES} images (better dozens) before training"
         )
     return submit_job(ws, "train", asdict(request), request.created_by)
 

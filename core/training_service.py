@@ -39,6 +39,7 @@ NEGATIVE_FINDINGS = ("reviewed_no_finding", "no_pneumonia")
 # negative findings never turn an image into an empty-mask example of these labels.
 ANATOMY_LABELS = frozenset({"lung"})
 ACTIVATE_RULES = ("never", "always", "if_better")
+MIN_TRAINING_IMAGES = 3  # fewer cannot give a patient-wise train/validation split
 CONSENSUS = "consensus"
 DEFAULT_ARCH, DEFAULT_ENCODER, DEFAULT_SIZE = "unet", "resnet34", 256
 
@@ -210,7 +211,7 @@ def train_cache_dir(ws: Workspace) -> Path:
     return ws.root / "cache" / "train"
 
 
-def _architecture(ws: Workspace, req: TrainRequest) -> tuple[str, str, int, str | None]:
+def resolve_architecture(ws: Workspace, req: TrainRequest) -> tuple[str, str, int, str | None]:
     """(arch, encoder, size, parent checkpoint path) with the parent's values as defaults."""
     if req.from_version is None:
         return (
@@ -244,7 +245,7 @@ def train(
     progress = progress or NullProgress()
     if req.activate not in ACTIVATE_RULES:
         raise ValueError(f"activate must be one of {', '.join(ACTIVATE_RULES)}")
-    arch, encoder, size, init_checkpoint = _architecture(ws, req)
+    arch, encoder, size, init_checkpoint = resolve_architecture(ws, req)
     config = TrainConfig(  # validates names and numbers before any data is read
         arch=arch,
         encoder=encoder,
@@ -263,11 +264,11 @@ def train(
         augment=req.augment,
     )
     labelled = labelled_images(ws, req.label, req.reader)
-    if len(labelled) < 3:
+    if len(labelled) < MIN_TRAINING_IMAGES:
         raise ValueError(
             f"only {len(labelled)} image(s) have {req.label!r} labels"
             + ("" if req.label in ANATOMY_LABELS else " or an explicit negative")
-            + "; label at least 3 images (better dozens) before training"
+            + f"; label at least {MIN_TRAINING_IMAGES} images (better dozens) before training"
         )
     items = train_items(ws, labelled, req.label)
     train_set, val_set = patient_split(items, req.val_fraction, req.seed)
