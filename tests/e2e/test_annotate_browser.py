@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from annotations.canvas import Viewport, fit_viewport
@@ -42,9 +43,19 @@ def _goto(page, settle, url: str, image_id: int) -> None:
 
 
 def _viewport(page, size: tuple[int, int], zoom: float = 1.0) -> tuple[Viewport, dict]:
-    canvas = page.locator(CANVAS).first
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
+    # A rerun can re-mount the canvas element just as we look it up: look again.
+    for attempt in range(6):
+        try:
+            canvas = page.locator(CANVAS).first
+            canvas.scroll_into_view_if_needed(timeout=5_000)
+            box = canvas.bounding_box(timeout=5_000)
+            if box is not None:
+                break
+        except PlaywrightError:
+            if attempt == 5:
+                raise
+        time.sleep(0.5)
+    assert box is not None, "the annotation canvas never got an on-screen box"
     vp = fit_viewport(size, (round(box["width"]), round(box["height"])), zoom)
     assert (vp.canvas_width, vp.canvas_height) == (round(box["width"]), round(box["height"]))
     return vp, box
@@ -178,6 +189,8 @@ def test_dicom_draw_zoom_reload_window_edit_and_delete(
     assert page.get_by_text("All changes saved").count() == 1
     page.get_by_role("button", name="Save", exact=True).click()
     page.wait_for_selector("text=Nothing changed since your revision 2")
+    settle(page)
+    time.sleep(0.5)  # the canvas may re-mount after that rerun
     assert latest_revision(ws, image_id, READER).revision == 2
     del before
 
