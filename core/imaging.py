@@ -7,6 +7,7 @@ here, once), so every later step — storage, display, training — sees one con
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,11 +185,23 @@ def _syntax_hint(ds) -> str:
         if tsuid is not None and tsuid.is_compressed:
             return f" (transfer syntax {tsuid.name}; needs pylibjpeg with its plugins)"
     except ValueError:  # not a transfer syntax UID at all
-        return f" (unknown transfer syntax {str(tsuid)[:64]!r})"
+        text = str(tsuid)
+        if len(text) <= 64 and all(c.isdigit() or c == "." for c in text):
+            return f" (unknown transfer syntax {text})"
+        return " (the transfer syntax UID is damaged)"  # never echo arbitrary header bytes
     return ""
 
 
 def _load_dicom(data: bytes, salt: str | None) -> LoadedImage:
+    # pydicom's warnings about malformed values quote the header text, which can name the
+    # patient: nothing of a header reaches warnings or logs (the refusal says what is wrong).
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode_dicom(data, salt)
+
+
+def _decode_dicom(data: bytes, salt: str | None) -> LoadedImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -198,8 +211,10 @@ def _load_dicom(data: bytes, salt: str | None) -> LoadedImage:
     except InvalidDicomError as e:
         raise ImageRejected(f"not a valid DICOM file ({e})") from e
     except Exception as e:  # noqa: BLE001 - a damaged header raises struct/encoding/... errors
+        # The exception's text can quote header values; its type says enough.
         raise ImageRejected(
-            f"not a valid DICOM file: damaged header ({type(e).__name__}: {e})"
+            f"not a valid DICOM file: damaged header ({type(e).__name__}); "
+            "re-export it from the PACS or modality"
         ) from e
     if "PixelData" not in ds:
         raise ImageRejected(
