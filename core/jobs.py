@@ -373,34 +373,45 @@ def _pid_alive(pid: int | None) -> bool:
 
 def recover_dead_jobs(ws: Workspace) -> list[int]:
     """Mark running jobs whose worker process is gone as failed, with the reason, and remove
-    what a killed training run left half-made (its run folder: never a model version)."""
+    what a killed training run left half-made (its run folder: never a model version).
+
+    The folders go first and the jobs are marked failed after: whoever sees the job failed
+    also sees its half-made run gone.
+    """
     host = socket.gethostname()
+    with ws.sessions() as s:
+        running = list(
+            s.execute(select(Job.id, Job.worker_host, Job.worker_pid).where(Job.state == "running"))
+        )
+    dead = {i for i, h, pid in running if h == host and not _pid_alive(pid)}
+    if not dead:
+        return []
+    remove_orphan_runs(ws, dead_jobs=dead)
     failed = []
     with ws.sessions.begin() as s:
-        for job in s.scalars(select(Job).where(Job.state == "running")):
-            if job.worker_host == host and not _pid_alive(job.worker_pid):
-                job.state = "failed"
-                job.error = (
-                    f"the worker process (pid {job.worker_pid}) stopped while running this job "
-                    "(killed or crashed); no model version was registered and the active model "
-                    "is unchanged. Start the job again."
-                )
-                job.finished_at = utcnow()
-                failed.append(job.id)
-    if failed:
-        remove_orphan_runs(ws)
+        for job in s.scalars(select(Job).where(Job.id.in_(dead), Job.state == "running")):
+            job.state = "failed"
+            job.error = (
+                f"the worker process (pid {job.worker_pid}) stopped while running this job "
+                "(killed or crashed); no model version was registered and the active model "
+                "is unchanged. Start the job again."
+            )
+            job.finished_at = utcnow()
+            failed.append(job.id)
     return failed
 
 
-def remove_orphan_runs(ws: Workspace) -> list[Path]:
+def remove_orphan_runs(ws: Workspace, dead_jobs: set[int] = frozenset()) -> list[Path]:
     """Delete run folders under models/ that no model version points to.
 
-    Only while no job runs anywhere: a live training writes into its own, not yet registered,
-    run folder. A killed run's folder may hold a best.pt of an early epoch or a temporary
-    checkpoint file; neither may be mistaken for a model later.
+    Only while no job runs anywhere (jobs in `dead_jobs`, whose worker is gone, do not count):
+    a live training writes into its own, not yet registered, run folder. A killed run's
+    folder may hold a best.pt of an early epoch or a temporary checkpoint file; neither may
+    be mistaken for a model later.
     """
     with ws.sessions() as s:
-        if s.scalar(select(func.count(Job.id)).where(Job.state == "running")):
+        running = set(s.scalars(select(Job.id).where(Job.state == "running")))
+        if running - set(dead_jobs):
             return []
         kept = {Path(p).parts[1] for p in s.scalars(select(ModelVersion.checkpoint_path)) if p}
     removed = []
