@@ -161,7 +161,7 @@ def cmd_evaluate(ws: Workspace, args: argparse.Namespace) -> dict:
     from annotations.rasterise import label_mask
     from core.imaging import ImageRejected, load_image_file
     from core.inference import predict_probability
-    from core.metrics import dataset_scores
+    from core.metrics import above_threshold, dataset_scores
 
     folder = Path(args.labelme)
     if not folder.is_dir():
@@ -185,7 +185,7 @@ def cmd_evaluate(ws: Workspace, args: argparse.Namespace) -> dict:
             continue
         image = _model_input(loaded)
         prob = predict_probability(model, image, meta.size, dev, meta.normalisation)
-        preds.append(prob >= args.threshold)
+        preds.append(above_threshold(prob, args.threshold))
         truths.append(label_mask(shapes, size, label))
     if not preds:
         raise BadInput(f"no image under {folder} has usable {label!r} shapes: {skipped[:3]}")
@@ -211,6 +211,7 @@ def cmd_predict(ws: Workspace, args: argparse.Namespace) -> dict:
 
     from core.imaging import ImageRejected, load_image
     from core.inference import predict_probability, prediction_summary
+    from core.metrics import above_threshold
     from core.sources import collect_sources
     from core.store import atomic_write_bytes, encode_png
 
@@ -229,7 +230,7 @@ def cmd_predict(ws: Workspace, args: argparse.Namespace) -> dict:
         # Output names are sequence numbers: source names may identify a patient.
         stem = f"pred-{n:05d}"
         probability_u8 = np.round(prob * 255).astype(np.uint8)
-        mask_u8 = (prob >= args.threshold).astype(np.uint8) * 255
+        mask_u8 = above_threshold(prob, args.threshold).astype(np.uint8) * 255
         atomic_write_bytes(out / f"{stem}_prob.png", encode_png(probability_u8))
         atomic_write_bytes(out / f"{stem}_mask.png", encode_png(mask_u8))
         boxes = {

@@ -108,7 +108,11 @@ def image_score(prob: np.ndarray, kind: str = "max", threshold: float = 0.5) -> 
     if kind == "max":
         return float(prob.max()) if prob.size else 0.0
     if kind == "area":
-        return float(np.count_nonzero(prob > threshold)) / prob.size if prob.size else 0.0
+        return (
+            float(np.count_nonzero(above_threshold(prob, threshold))) / prob.size
+            if prob.size
+            else 0.0
+        )
     raise ValueError(f"Unknown image score kind {kind!r}; valid: area, max.")
 
 
@@ -231,6 +235,11 @@ class Box:
         return self.y1 - self.y0
 
 
+def above_threshold(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """The one rule for a positive pixel, used by masks, boxes and areas: prob > threshold."""
+    return prob > threshold
+
+
 def components_to_boxes(prob: np.ndarray, threshold: float = 0.5, min_area: int = 1) -> list[Box]:
     """Boxes around 8-connected regions of prob > threshold, largest confidence first.
 
@@ -239,7 +248,7 @@ def components_to_boxes(prob: np.ndarray, threshold: float = 0.5, min_area: int 
     """
     if prob.ndim != 2:
         raise ValueError(f"Expected a 2-D probability map, got shape {prob.shape}.")
-    binary = (prob > threshold).astype(np.uint8)
+    binary = above_threshold(prob, threshold).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     boxes = []
     for label in range(1, n):  # 0 is the background

@@ -23,7 +23,7 @@ from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
 from core.annotating import RevisionInfo, latest_revision, save_revision
 from core.catalog import display_image
-from core.metrics import Box, components_to_boxes, pixel_counts
+from core.metrics import Box, above_threshold, components_to_boxes, pixel_counts
 from core.overlay import draw_boxes, mask_to_shapes, overlay
 from core.registry import get_version
 from core.workspace import Workspace
@@ -173,7 +173,7 @@ def load_review(
     truth = _truth_for(ws, image_id, version.label, truth_reader)
     dice = iou = accuracy = None
     truth_small = None
-    predicted = prob > threshold
+    predicted = above_threshold(prob, threshold)
     if truth is not None:
         mask = truth.mask(version.label)
         counts = pixel_counts(predicted, mask)
@@ -317,7 +317,7 @@ def review_rows(
     rows = []
     for pred, name, width, height in preds:
         prob = read_probability(ws, version_id, pred.image_id)
-        predicted = prob > threshold
+        predicted = above_threshold(prob, threshold)
         reader_masks = {
             reader: label_mask([shape_from_dict(d) for d in rev.shapes], (width, height), label)
             for reader, rev in by_reader.get(pred.image_id, {}).items()
@@ -407,7 +407,7 @@ def prediction_shapes(
     """The prediction at `threshold` as polygons of the version's label (original pixels)."""
     version = get_version(ws, version_id)
     prob = read_probability(ws, version_id, image_id)
-    return mask_to_shapes(prob > threshold, version.label)
+    return mask_to_shapes(above_threshold(prob, threshold), version.label)
 
 
 def _save_prediction(

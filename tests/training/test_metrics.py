@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from core.metrics import (
+    above_threshold,
     components_to_boxes,
     confusion_at,
     dataset_scores,
@@ -137,3 +138,16 @@ def test_diagonal_pixels_are_one_component():
     prob = np.zeros((5, 5), np.float32)
     prob[1, 1] = prob[2, 2] = prob[3, 3] = 0.8
     assert len(components_to_boxes(prob)) == 1
+
+
+def test_a_probability_exactly_at_the_threshold_is_negative_everywhere():
+    """Boxes, area and the predicted mask follow one rule (prob > threshold): a model that
+    outputs exactly 0.5 (logit 0) must not give a box without a mask pixel, or the reverse."""
+    prob = np.zeros((8, 8), dtype=np.float32)
+    prob[1:3, 1:3] = 0.5  # exactly at the threshold
+    prob[5:7, 5:7] = 0.9
+    mask = above_threshold(prob, 0.5)
+    assert mask.sum() == 4 and mask[5:7, 5:7].all()
+    boxes = components_to_boxes(prob, 0.5)
+    assert [(b.x0, b.y0, b.x1, b.y1) for b in boxes] == [(5, 5, 7, 7)]
+    assert image_score(prob, "area", 0.5) == 4 / 64
