@@ -401,13 +401,21 @@ def recover_dead_jobs(ws: Workspace) -> list[int]:
     return failed
 
 
+def _run_owner_alive(run_dir: Path) -> bool:
+    """True when the run folder's name holds the pid of a process alive on this host."""
+    owner = run_dir.name.split("-")[1] if run_dir.name.count("-") >= 2 else ""
+    return owner.isdigit() and int(owner) != 0 and _pid_alive(int(owner))
+
+
 def remove_orphan_runs(ws: Workspace, dead_jobs: set[int] = frozenset()) -> list[Path]:
     """Delete run folders under models/ that no model version points to.
 
     Only while no job runs anywhere (jobs in `dead_jobs`, whose worker is gone, do not count):
     a live training writes into its own, not yet registered, run folder. A killed run's
     folder may hold a best.pt of an early epoch or a temporary checkpoint file; neither may
-    be mistaken for a model later.
+    be mistaken for a model later. A folder named after a process that is alive on this host
+    (`run-<pid>-<id>`) is kept too: a training (a job or the CLI) may have started between
+    the look at the jobs and the look at the folders.
     """
     with ws.sessions() as s:
         running = set(s.scalars(select(Job.id).where(Job.state == "running")))
@@ -416,7 +424,7 @@ def remove_orphan_runs(ws: Workspace, dead_jobs: set[int] = frozenset()) -> list
         kept = {Path(p).parts[1] for p in s.scalars(select(ModelVersion.checkpoint_path)) if p}
     removed = []
     for run_dir in ws.models_dir.glob("run-*"):
-        if run_dir.is_dir() and run_dir.name not in kept:
+        if run_dir.is_dir() and run_dir.name not in kept and not _run_owner_alive(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
             removed.append(run_dir)
     return removed

@@ -281,7 +281,9 @@ def train(
         f"training {arch}/{encoder} on {len(train_set)} images, "
         f"validating on {len(val_set)} ({req.label})"
     )
-    run_dir = ws.models_dir / f"run-{uuid.uuid4().hex[:12]}"
+    # The creating process is in the name: orphan clean-up never removes the folder of a run
+    # whose process is alive, even one that starts while the clean-up looks (jobs.py).
+    run_dir = ws.models_dir / f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     try:
         result = train_model(
             config, train_set, val_set, run_dir, progress, cache_dir=train_cache_dir(ws)

@@ -212,3 +212,29 @@ def test_recovery_ignores_jobs_of_live_workers(ws):
         job.state, job.worker_pid, job.worker_host = "running", os.getpid(), socket.gethostname()
     assert jobs.recover_dead_jobs(ws) == []
     assert jobs.get_job(ws, job_id).state == "running"
+
+
+def test_recovery_keeps_the_run_folder_of_a_training_that_is_alive(ws):
+    """Recovery of a dead job removes that job's half-made run, but not the folder of a
+    training that started meanwhile in a live process (it is named after that process), and
+    never a registered version's folder."""
+    registered = run_dirs(ws)
+    assert registered, "the prepared workspace has a registered version"
+    dead_pid = subprocess.Popen(["true"])  # a pid that is no longer alive
+    dead_pid.wait()
+    live = ws.models_dir / f"run-{os.getpid()}-{'a' * 12}"
+    dead = ws.models_dir / f"run-{dead_pid.pid}-{'b' * 12}"
+    for folder in (live, dead):
+        folder.mkdir()
+        (folder / "best.pt.tmp").write_bytes(b"half")
+    job_id = jobs.submit_job(ws, "train", {"label": "lung"}, "tester")
+    with ws.sessions.begin() as s:
+        job = s.get(Job, job_id)
+        job.state, job.worker_pid, job.worker_host = "running", dead_pid.pid, socket.gethostname()
+
+    assert jobs.recover_dead_jobs(ws) == [job_id]
+
+    assert jobs.get_job(ws, job_id).state == "failed"
+    assert not dead.exists(), "the dead run's half-made folder remains"
+    assert (live / "best.pt.tmp").exists(), "a live training's folder was deleted under it"
+    assert run_dirs(ws) == registered | {live.name}
