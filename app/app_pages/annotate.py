@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 from components.annotate_state import (
     OTHER_READERS_COLOUR,
+    any_unsaved,
     background_jpeg,
     dicts_of,
     drop_draft,
@@ -22,6 +23,7 @@ from components.annotate_state import (
     window_presets,
 )
 from components.drawing_canvas import drawing_canvas, jpeg_data_url
+from components.leave_guard import leave_guard
 from ui_state import reader_name, workspace
 
 from annotations.canvas import (
@@ -441,3 +443,6 @@ with right, st.expander(f"Shapes ({len(draft['shapes'])})", expanded=False):
     if draft["shapes"] and st.button("Clear all shapes", key="annotate_clear"):
         rebase(draft, [])
         st.rerun()
+
+# Closing or reloading the tab would lose every unsaved draft of this session: the browser asks.
+leave_guard(any_unsaved())

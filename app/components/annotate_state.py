@@ -116,6 +116,11 @@ def is_dirty(draft: dict[str, Any]) -> bool:
     )
 
 
+def any_unsaved() -> bool:
+    """True when any draft of this session (any reader, any image) has unsaved changes."""
+    return any(is_dirty(d) for d in st.session_state.get(DRAFTS, {}).values())
+
+
 def shapes_of(dicts: list[dict]) -> list[Shape]:
     return [shape_from_dict(d, i) for i, d in enumerate(dicts)]
 

@@ -93,6 +93,29 @@ def _save(page, settle, revision: int) -> None:
     settle(page)
 
 
+def _leave_prompts(page) -> list[str]:
+    """Close the tab as a user would (running beforeunload) and answer "stay" to any prompt;
+    the types of the prompts the browser showed."""
+    shown: list[str] = []
+
+    def stay(dialog) -> None:
+        shown.append(dialog.type)
+        dialog.dismiss()
+
+    page.on("dialog", stay)
+    page.close(run_before_unload=True)
+    deadline = time.monotonic() + 10
+    while not shown and not page.is_closed() and time.monotonic() < deadline:
+        try:
+            page.wait_for_timeout(100)  # lets Playwright deliver the dialog event
+        except PlaywrightError:
+            break  # the page closed meanwhile
+    if not page.is_closed():
+        page.wait_for_timeout(500)
+        page.remove_listener("dialog", stay)
+    return shown
+
+
 def _close(actual, expected, size) -> bool:
     a, e = np.asarray(actual, float), np.asarray(expected, float)
     tol = 0.01 * np.asarray(size, float)
@@ -255,6 +278,12 @@ def test_jpeg_draw_at_1x_and_2x_and_reload(
     vp, box = _viewport(page, size, zoom=2.0)
     poly_2x = [(0.4 * w, 0.4 * h), (0.55 * w, 0.38 * h), (0.6 * w, 0.6 * h)]
     _click_polygon(page, vp, box, poly_2x)
+    time.sleep(0.6)  # the canvas sends its drawing 200 ms after the last mouse-up
+    settle(page)
+    expect(page.get_by_text("● Unsaved changes")).to_be_visible()
+    # Closing the tab now would lose the drawing: the browser asks, and the reader stays.
+    assert _leave_prompts(page) == ["beforeunload"]
+    assert not page.is_closed()
     _save(page, settle, 2)
     page.screenshot(path=str(artifacts / "jpeg_2x_saved.png"), full_page=True)
 
@@ -270,6 +299,13 @@ def test_jpeg_draw_at_1x_and_2x_and_reload(
     time.sleep(1.0)
     vp, box = _viewport(page, size)
     assert _fill_is_visible(page, box, vp, poly, artifacts, "jpeg_reloaded.png")
+    # Everything saved: the tab closes without a prompt (after a click, which is what lets a
+    # page prompt at all).
+    page.get_by_text("1x", exact=True).click()
+    settle(page)
+    expect(page.get_by_text("All changes saved")).to_be_visible()
+    assert _leave_prompts(page) == []
+    assert page.is_closed()
     ws.dispose()
 
 
