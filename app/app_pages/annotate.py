@@ -12,6 +12,8 @@ from components.annotate_state import (
     OTHER_READERS_COLOUR,
     any_unsaved,
     background_jpeg,
+    can_redo,
+    can_undo,
     dicts_of,
     drop_draft,
     get_draft,
@@ -19,7 +21,9 @@ from components.annotate_state import (
     overlay_key,
     palette,
     rebase,
+    set_shapes,
     shapes_of,
+    undo,
     window_presets,
 )
 from components.drawing_canvas import drawing_canvas, jpeg_data_url
@@ -299,8 +303,17 @@ with right:
     st.caption(
         "Edit, move or delete: hover the canvas and click ✎ (Edit) in its toolbar, click a "
         "shape to select it (drag to move), click it again to drag its vertices; ✕ deletes "
-        "the selected shape. Undo and redo are in the same toolbar."
+        "the selected shape. The toolbar's undo/redo work within the current view; the "
+        "buttons below go through every change to this image's shapes (also deletes, "
+        "clears and edits at another zoom, and past a save)."
     )
+    u1, u2 = st.columns(2)
+    if u1.button("↶ Undo", key="annotate_undo", disabled=not can_undo(draft)):
+        undo(draft)
+        st.rerun()
+    if u2.button("↷ Redo", key="annotate_redo", disabled=not can_redo(draft)):
+        undo(draft, redo=True)
+        st.rerun()
     zoom_name = st.radio("Zoom", list(ZOOMS), horizontal=True, key="annotate_zoom")
     zoom = ZOOMS[zoom_name]
     pan_x = pan_y = 0.5
@@ -377,7 +390,7 @@ with left:
     )
     if drawing is not None and drawing.get("objects") != initial["objects"]:
         readout = fabric_to_shapes(drawing, vp, colours, loaded)
-        draft["shapes"] = dicts_of(readout.shapes)
+        set_shapes(draft, dicts_of(readout.shapes))
         draft["open_polygons"] = readout.open_polygons
         draft["problems"] = readout.problems
     if others:

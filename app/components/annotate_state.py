@@ -4,7 +4,8 @@ A draft lives in `st.session_state` per (reader, image) and holds only JSON: the
 stored (original-image pixels), the revision they were loaded from, the finding, and which
 canvas "epoch" is mounted. The canvas itself is rebuilt from the draft only when the view
 changes (image, zoom, pan) or a list action edits shapes; between those the canvas keeps
-its own undo/redo history and the draft follows it.
+its own undo/redo history and the draft follows it. A session history of every state of the
+shapes per (reader, image) gives undo/redo across those rebuilds.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def fresh_draft(ws: Workspace, image_id: int, reader: str) -> dict[str, Any]:
     saved = _saved_state(ws, image_id, reader)
     return {
         **saved,
+        "key": draft_key(reader, image_id),
         "loaded": list(saved["saved_shapes"]),
         "shapes": list(saved["saved_shapes"]),
         "finding": saved["saved_finding"],
@@ -86,12 +88,59 @@ def drop_draft(reader: str, image_id: int) -> None:
 
 
 def rebase(draft: dict[str, Any], shapes: list[dict] | None = None) -> None:
-    """Remount the canvas from the draft's shapes (or `shapes`): a new epoch."""
+    """Remount the canvas from the draft's shapes (or `shapes`, an undoable change)."""
     if shapes is not None:
-        draft["shapes"] = shapes
+        set_shapes(draft, shapes)
     draft["loaded"] = list(draft["shapes"])
     draft["epoch"] = next_epoch()
     draft["open_polygons"] = 0
+
+
+# --- undo / redo ------------------------------------------------------------------------------
+# The canvas's own undo lives in the mounted canvas and ends when it is remounted (zoom, pan,
+# a delete or clear from the shape list). This history belongs to (reader, image) for the
+# whole session, across remounts, saves and a discarded draft: every state the shapes took.
+
+HISTORY = "annotate_history"
+HISTORY_LIMIT = 200
+
+
+def _history(draft: dict[str, Any]) -> dict[str, list[list[dict]]]:
+    return st.session_state.setdefault(HISTORY, {}).setdefault(
+        draft["key"], {"undo": [], "redo": []}
+    )
+
+
+def set_shapes(draft: dict[str, Any], shapes: list[dict]) -> None:
+    """Make `shapes` the draft's shapes; a real change can be undone (and ends the redos)."""
+    if not same_shapes(shapes, draft["shapes"]):
+        history = _history(draft)
+        history["undo"].append(list(draft["shapes"]))
+        del history["undo"][:-HISTORY_LIMIT]
+        history["redo"].clear()
+    draft["shapes"] = list(shapes)
+
+
+def can_undo(draft: dict[str, Any]) -> bool:
+    return bool(_history(draft)["undo"])
+
+
+def can_redo(draft: dict[str, Any]) -> bool:
+    return bool(_history(draft)["redo"])
+
+
+def undo(draft: dict[str, Any], redo: bool = False) -> bool:
+    """Step the shapes back (or forward with `redo`) one change and remount the canvas."""
+    history = _history(draft)
+    source, target = (
+        (history["redo"], history["undo"]) if redo else (history["undo"], history["redo"])
+    )
+    if not source:
+        return False
+    target.append(list(draft["shapes"]))
+    draft["shapes"] = source.pop()
+    rebase(draft)
+    return True
 
 
 def _same_shape(a: dict, b: dict) -> bool:

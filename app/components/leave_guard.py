@@ -2,14 +2,14 @@
 
 Drafts live in the Streamlit session; closing or reloading the tab ends it and loses them.
 In-app navigation (Previous / Skip / Save & next) has its own warning on the annotate page;
-this covers what only the browser sees. A zero-height component sets a flag on the app's
-window (components are same-origin iframes) that one `beforeunload` listener, made in that
+this covers what only the browser sees. A script-only iframe sets a flag on the app's
+window (st.iframe's HTML is same-origin) that one `beforeunload` listener, made in that
 window, reads: the prompt shows exactly while the flag is on, in the browser's own wording.
 """
 
 from __future__ import annotations
 
-import streamlit.components.v1 as components
+import streamlit as st
 
 _SCRIPT = """<script>
 (function () {
@@ -30,4 +30,5 @@ _SCRIPT = """<script>
 
 def leave_guard(unsaved: bool) -> None:
     """Turn the browser's leave-page prompt on (`unsaved`) or off for this tab."""
-    components.html(_SCRIPT % ("true" if unsaved else "false"), height=0)
+    # Only a script: the iframe measures its content at zero height.
+    st.iframe(_SCRIPT % ("true" if unsaved else "false"), height="content")

@@ -51,6 +51,12 @@ def click(at: AppTest, key: str) -> AppTest:
     return at.button(key=key).click().run()
 
 
+def geometry(shapes: list[dict]) -> list[tuple]:
+    return [
+        (s["label"], s["shape_type"], [list(map(float, p)) for p in s["points"]]) for s in shapes
+    ]
+
+
 def texts(elements) -> str:
     return " ".join(e.value for e in elements)
 
@@ -157,3 +163,34 @@ def test_save_and_next_moves_in_worklist_order(ws):
     assert second != image_id
     click(at, "annotate_prev")
     assert at.session_state["annotate_image_id"] == image_id
+
+
+def test_undo_and_redo_reach_across_deletes_zoom_clear_and_save(ws):
+    """The canvas's own undo ends when it is remounted; the page's undo/redo go through
+    every change to the image's shapes: a delete from the list, a zoom, a save, a clear."""
+    box = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [90, 90]]}
+    at, image_id = open_annotate(ws)
+    assert at.button(key="annotate_undo").disabled and at.button(key="annotate_redo").disabled
+    draft(at, image_id)["shapes"] = [POLY, box]  # as the canvas leaves two drawn shapes
+    at.run()
+    epoch = draft(at, image_id)["epoch"]
+    click(at, f"annotate_shape_del_{epoch}_0")
+    assert draft(at, image_id)["shapes"] == [box]
+
+    next(r for r in at.radio if r.label == "Zoom").set_value("2x").run()
+    click(at, "annotate_undo")
+    assert draft(at, image_id)["shapes"] == [POLY, box], "undo after a zoom lost the delete"
+    assert draft(at, image_id)["loaded"] == [POLY, box], "the canvas was not redrawn"
+    click(at, "annotate_redo")
+    assert draft(at, image_id)["shapes"] == [box]
+    assert at.button(key="annotate_redo").disabled
+    click(at, "annotate_undo")
+
+    click(at, "annotate_save")
+    assert geometry(latest_revision(ws, image_id, "reader").shapes) == geometry([POLY, box])
+    click(at, "annotate_clear")
+    assert draft(at, image_id)["shapes"] == []
+    assert "Unsaved changes" in texts(at.caption)
+    click(at, "annotate_undo")
+    assert geometry(draft(at, image_id)["shapes"]) == geometry([POLY, box])
+    assert "All changes saved" in texts(at.caption)

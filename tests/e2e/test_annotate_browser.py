@@ -299,6 +299,24 @@ def test_jpeg_draw_at_1x_and_2x_and_reload(
     time.sleep(1.0)
     vp, box = _viewport(page, size)
     assert _fill_is_visible(page, box, vp, poly, artifacts, "jpeg_reloaded.png")
+
+    # A clear from the shape list remounts the canvas; the page's undo brings the shapes back.
+    settle(page)
+    page.get_by_text("Shapes (3)").click()
+    clear = page.get_by_role("button", name="Clear all shapes")
+    expect(clear).to_be_visible()
+    time.sleep(0.5)  # the expander's opening animation
+    clear.click()
+    settle(page)
+    expect(page.get_by_text("Shapes (0)")).to_be_visible(timeout=15_000)
+    page.get_by_role("button", name="↶ Undo").click()
+    settle(page)
+    expect(page.get_by_text("Shapes (3)")).to_be_visible(timeout=15_000)
+    expect(page.get_by_text("All changes saved")).to_be_visible()
+    time.sleep(1.0)
+    vp, box = _viewport(page, size)
+    assert _fill_is_visible(page, box, vp, poly, artifacts, "jpeg_undone_clear.png")
+
     # Everything saved: the tab closes without a prompt (after a click, which is what lets a
     # page prompt at all).
     page.get_by_text("1x", exact=True).click()
