@@ -17,8 +17,6 @@ import base64
 import binascii
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import PIL.Image
 
 from annotations._frozen import FrozenMap, thaw
+from annotations.files import atomic_write_bytes
 from annotations.shapes import Shape, ShapeError, shape_from_dict, shape_to_dict, validate_shapes
 
 # The version we write when a file came without one (labelme 3.x did not record it).
@@ -269,17 +268,8 @@ def write_labelme(
     image_bytes: bytes | None = None,
 ) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
     text = dumps_labelme(label_file, include_image_data, image_bytes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 __all__ = [

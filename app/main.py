@@ -3,8 +3,8 @@
 import streamlit as st
 from ui_state import workspace
 
-from core.jobs import ensure_worker
-from core.readers import list_readers
+from core.jobs.worker import ensure_worker
+from core.labels.readers import list_readers
 
 st.set_page_config(page_title="PneumoLab", page_icon=":material/radiology:", layout="wide")
 

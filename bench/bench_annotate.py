@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
-from core.annotating import save_revision  # noqa: E402
-from core.importer import import_paths  # noqa: E402
+from core.ingest.importer import import_paths  # noqa: E402
+from core.labels.revisions import save_revision  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.importer import import_paths  # noqa: E402
-from core.interchange import export_items, export_workspace  # noqa: E402
+from core.ingest.importer import import_paths  # noqa: E402
+from core.interchange.export import export_items, export_workspace  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cxr-lungs" / "images"

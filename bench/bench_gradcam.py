@@ -25,8 +25,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.gradcam import SegmentationGradCam  # noqa: E402
-from core.models import create_model  # noqa: E402
+from core.ml.gradcam import SegmentationGradCam  # noqa: E402
+from core.ml.models import create_model  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cxr-lungs" / "images"
 

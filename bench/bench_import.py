@@ -3,7 +3,7 @@ CR DICOM, uncompressed and JPEG 2000 (ms each).
 
     python bench/bench_import.py [--limit N] [--with-labelme]
 
-Runs the product's own import (`core.importer.import_paths`: decode, de-identify, store a
+Runs the product's own import (`core.ingest.importer.import_paths`: decode, de-identify, store a
 lossless PNG and a thumbnail, one database row per image) into a throwaway workspace. LabelMe
 files beside the JPEGs are left out unless --with-labelme, so the figure is about images.
 Prints one JSON line per figure.
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable as `python bench/...` from a plain checkout
 
-from core.importer import import_paths  # noqa: E402
+from core.ingest.importer import import_paths  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"

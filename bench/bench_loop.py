@@ -25,10 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from core import jobs  # noqa: E402
-from core.importer import import_sources  # noqa: E402
-from core.review import load_review, order_rows, review_rows  # noqa: E402
-from core.sources import collect_sources  # noqa: E402
-from core.training_service import TrainRequest  # noqa: E402
+from core.ingest.importer import import_sources  # noqa: E402
+from core.ingest.sources import collect_sources  # noqa: E402
+from core.review.view import load_review  # noqa: E402
+from core.review.worklist import order_rows, review_rows  # noqa: E402
+from core.tasks.submit import TrainRequest, submit_training  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cxr-lungs"
@@ -55,7 +56,7 @@ def run_loop(ws: Workspace, size: int, args: argparse.Namespace) -> None:
         created_by="bench",
     )
     t0 = time.perf_counter()
-    train_id = jobs.submit_training(ws, request)  # what the Start training button calls
+    train_id = submit_training(ws, request)  # what the Start training button calls
     train_job = jobs.wait_for(ws, train_id, timeout=args.timeout, poll=0.2)
     if train_job.state != "succeeded":
         raise SystemExit(f"training job {train_job.state}: {train_job.error}")
@@ -97,7 +98,7 @@ def ws_images(ws: Workspace) -> int:
 
 
 def device_of(ws: Workspace, version: int) -> str:
-    from core.registry import get_version
+    from core.versions import get_version
 
     return get_version(ws, version).device
 

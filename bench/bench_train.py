@@ -28,16 +28,12 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from core.importer import import_sources  # noqa: E402
-from core.progress import NullProgress  # noqa: E402
-from core.sources import collect_sources  # noqa: E402
-from core.training_service import (  # noqa: E402
-    TrainRequest,
-    labelled_images,
-    train,
-    train_cache_dir,
-    train_items,
-)
+from core.ingest.importer import import_sources  # noqa: E402
+from core.ingest.sources import collect_sources  # noqa: E402
+from core.labels.reference import labelled_images  # noqa: E402
+from core.ml.progress import NullProgress  # noqa: E402
+from core.tasks.submit import TrainRequest  # noqa: E402
+from core.tasks.train import train, train_cache_dir, train_items  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cxr-lungs"
@@ -122,7 +118,7 @@ def run_training(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
 
 def _steps_per_s(model, batches, loss_fn, optimizer, device, amp_dtype, steps: int) -> float:
     """Training steps per second over `steps` batches drawn from the iterable `batches`."""
-    from core.dataset import Normalisation
+    from core.ml.dataset import Normalisation
 
     norm = Normalisation()
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
@@ -153,11 +149,11 @@ def run_throughput(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
     """End-to-end (cache + augmentation + DataLoader workers) vs in-memory tensors."""
     from torch.utils.data import DataLoader
 
-    from core.dataset import ResizedCache, SegmentationDataset
-    from core.device import resolve_device
-    from core.losses import create_loss
-    from core.models import create_model
-    from core.training.loop import _worker_init
+    from core.ml.dataset import ResizedCache, SegmentationDataset
+    from core.ml.device import resolve_device
+    from core.ml.losses import create_loss
+    from core.ml.models import create_model
+    from core.ml.training.loop import _worker_init
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"

@@ -4,7 +4,7 @@
 
 Fills a throwaway SQLite workspace with image rows by bulk SQL (no pixels: the worklist
 reads rows and thumbnails paths only), then times the same service call the worklist page
-makes (`core.catalog.worklist`: one count and one page query). Prints one JSON line per
+makes (`core.labels.catalog.worklist`: one count and one page query). Prints one JSON line per
 figure, plus the SQLite query plans so a full scan is visible.
 """
 
@@ -24,7 +24,7 @@ from sqlalchemy import insert, text
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable as `python bench/...` from a plain checkout
 
-from core.catalog import worklist  # noqa: E402
+from core.labels.catalog import worklist  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 from db import queries  # noqa: E402
 from db.models import Image  # noqa: E402

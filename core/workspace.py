@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.deid import new_salt
+from core.imaging.deid import new_salt
 from db.engine import make_engine, make_session_factory, sqlite_url
 from db.migrate import upgrade
 from db.models import LabelClass, Reader, Setting

@@ -3,13 +3,14 @@ transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Image, LabelClass, Reader
+from db.models import AnnotationRevision, Image, ImageFinding, LabelClass, Reader
 
 WORKLIST_SORTS = {
     "newest": (Image.imported_at.desc(), Image.id.desc()),
@@ -102,3 +103,37 @@ def reader_by_name(s: Session, name: str) -> Reader | None:
 
 def label_classes(s: Session) -> list[LabelClass]:
     return list(s.scalars(select(LabelClass).order_by(LabelClass.id)))
+
+
+def newest_per_reader(
+    s: Session,
+    model: type[AnnotationRevision] | type[ImageFinding],
+    *,
+    image_ids: Sequence[int] | None = None,
+    reader_id: int | None = None,
+) -> list[tuple[AnnotationRevision | ImageFinding, str]]:
+    """Each reader's newest row of `model` (a revision or a finding) per image, with the
+    reader's name, newest first; optionally only of some images or of one reader.
+
+    The one rule for "a reader's current labels": the row with the highest id per (image,
+    reader). Ids only grow, and a reader's revision numbers grow with them (a revision is
+    numbered inside the transaction that writes it).
+    """
+    where = []
+    if image_ids is not None:
+        where.append(model.image_id.in_(list(image_ids)))
+    if reader_id is not None:
+        where.append(model.reader_id == reader_id)
+    newest = (
+        select(func.max(model.id).label("nid"))
+        .where(*where)
+        .group_by(model.image_id, model.reader_id)
+        .subquery()
+    )
+    stmt = (
+        select(model, Reader.name)
+        .join(newest, newest.c.nid == model.id)
+        .join(Reader, Reader.id == model.reader_id)
+        .order_by(model.id.desc())
+    )
+    return [(row, name) for row, name in s.execute(stmt)]

@@ -37,10 +37,11 @@ from annotations.canvas import (
     rgba,
     shapes_to_fabric,
 )
-from core.annotating import latest_by_reader, save_revision, set_finding
-from core.catalog import STATUSES, image_info, worklist_ids
-from core.readers import add_label, list_labels, list_readers
-from db.queries import WORKLIST_SORTS, WorklistFilter
+from core.labels.catalog import WORKLIST_SORTS, WorklistFilter, image_info, worklist_ids
+from core.labels.drafts import DraftRefused, save_draft
+from core.labels.readers import add_label, list_labels, list_readers
+from core.labels.revisions import latest_by_reader, save_revision
+from core.vocab import FINDINGS, STATUSES
 
 ws = workspace()
 reader = reader_name()
@@ -58,13 +59,7 @@ TOOL_HELP = {
     "segment is not stored: it is an open line of the width set below.",
     "Point": "Click to place a point.",
 }
-FINDING_NAMES = {
-    "": "not set",
-    "pneumonia": "Pneumonia",
-    "no_pneumonia": "No pneumonia",
-    "uncertain": "Uncertain",
-    "reviewed_no_finding": "Reviewed: no finding",
-}
+FINDING_NAMES = {"": "not set", **FINDINGS}
 ZOOMS = {"1x": 1.0, "2x": 2.0, "4x": 4.0}
 
 st.title("Annotate")
@@ -145,53 +140,33 @@ def neighbour(step: int) -> int | None:
 def save() -> bool:
     """Store the draft as a new revision (and the finding). False, with a message, if not."""
     clear_flash()
-    if draft.get("open_polygons"):
-        st.session_state["annotate_error"] = (
-            "Not saved: a polygon or polyline is still open. Close it by clicking its first "
-            "point, or undo it (canvas toolbar), then save again."
+    try:
+        saved = save_draft(
+            ws,
+            image_id,
+            reader,
+            draft["shapes"],
+            draft["finding"],
+            base_revision=draft["base_revision"],
+            saved_finding=draft["saved_finding"],
+            changed=is_dirty(draft),
+            open_shapes=bool(draft.get("open_polygons")),
+            problems=draft.get("problems") or (),
         )
+    except DraftRefused as e:
+        st.session_state["annotate_error"] = str(e)
         return False
-    if draft.get("problems"):
-        st.session_state["annotate_error"] = "Not saved: " + "; ".join(draft["problems"])
-        return False
-    shapes, finding = draft["shapes"], draft["finding"]
-    if finding == "reviewed_no_finding" and shapes:
-        st.session_state["annotate_error"] = (
-            "Not saved: 'Reviewed: no finding' is for images without shapes. Delete the "
-            "shapes or choose another finding."
-        )
-        return False
-    if not shapes and finding is None:
-        st.session_state["annotate_error"] = (
-            "Nothing to save: draw a shape, or choose 'Reviewed: no finding' to record that "
-            "this image has none."
-        )
-        return False
-    if draft["base_revision"] is not None and not is_dirty(draft):
+    rev = saved.revision
+    if rev is None:
         flash("info", f"Nothing changed since your revision {draft['base_revision']}.")
         return True
-    outside = [
-        i + 1
-        for i, d in enumerate(shapes)
-        if any(not (0 <= x <= info.width - 1 and 0 <= y <= info.height - 1) for x, y in d["points"])
-    ]
-    try:
-        result = save_revision(
-            ws, image_id, reader, shapes, based_on=draft["base_revision"], tool="canvas"
-        )
-    except ValueError as e:
-        st.session_state["annotate_error"] = (
-            f"Not saved: {e}. Fix or delete that shape, then save again. Nothing was stored."
-        )
-        return False
-    if finding is not None and finding != draft["saved_finding"]:
-        set_finding(ws, image_id, reader, finding)
-    rev = result.revision
     flash("success", f"Saved revision {rev.revision} ({len(rev.shapes)} shape(s)).")
-    if outside:
-        flash("info", f"Shape(s) {outside} reached past the image edge and were clipped to it.")
-    if result.conflict is not None:
-        c = result.conflict
+    if saved.clipped:
+        flash(
+            "info", f"Shape(s) {saved.clipped} reached past the image edge and were clipped to it."
+        )
+    if saved.conflict is not None:
+        c = saved.conflict
         st.session_state["annotate_conflict"] = {
             "image_id": image_id,
             "reader": reader,

@@ -7,10 +7,10 @@ from pathlib import Path
 import streamlit as st
 from ui_state import workspace
 
-from core.catalog import list_images, modalities
-from core.interchange import export_workspace
-from core.readers import list_readers
-from db.queries import WorklistFilter
+from core.interchange.export import export_workspace
+from core.labels.catalog import WorklistFilter, list_images, modalities
+from core.labels.readers import list_readers
+from core.vocab import STATUSES
 
 FORMATS = {
     "all": "Everything: LabelMe JSON + images, PNG masks and COCO",
@@ -18,7 +18,6 @@ FORMATS = {
     "masks": "PNG masks",
     "coco": "COCO JSON + images",
 }
-STATUSES = ["", "labelled", "negative", "reviewed", "unlabelled"]
 
 ws = workspace()
 st.title("Export labels")
@@ -41,7 +40,7 @@ with st.form("export_form"):
     )
     c1, c2 = st.columns(2)
     status = c1.selectbox(
-        "Images with status", STATUSES, format_func=lambda s: s or "any", key="export_status"
+        "Images with status", ["", *STATUSES], format_func=lambda s: s or "any", key="export_status"
     )
     modality = c2.selectbox(
         "Modality", [""] + modalities(ws), format_func=lambda m: m or "any", key="export_modality"

@@ -3,7 +3,7 @@
 import streamlit as st
 from ui_state import reader_name, workspace
 
-from core.importer import import_uploads
+from core.ingest.importer import import_uploads
 
 ws = workspace()
 st.title("Import X-rays")

@@ -5,10 +5,10 @@ import pandas as pd
 import streamlit as st
 from ui_state import reader_name, workspace
 
-from core.jobs import submit_job
-from core.model_report import compare_versions, curves, image_level, snapshot_size
-from core.registry import activate, list_versions
-from core.review import load_review, versions_with_predictions
+from core.review.report import compare_versions, curves, image_level, snapshot_size
+from core.review.view import load_review, versions_with_predictions
+from core.tasks.submit import submit_prediction
+from core.versions import activate, list_versions
 
 ws = workspace()
 st.title("Model versions")
@@ -66,7 +66,7 @@ with tab_detail:
     if chosen.id not in predicted and b2.button(
         f"Predict all images with version {chosen.id}", key="models_predict"
     ):
-        job = submit_job(ws, "predict", {"model": chosen.id}, reader_name())
+        job = submit_prediction(ws, chosen.id, reader_name())
         st.session_state["models_message"] = (
             f"Prediction job {job} queued; its progress shows on the Train page."
         )

@@ -7,23 +7,19 @@ from pathlib import Path
 import streamlit as st
 from ui_state import reader_name, workspace
 
-from core.overlay import heatmap_overlay
-from core.readers import list_readers
-from core.registry import active_version
-from core.review import (
-    ORDERS,
+from core.labels.readers import list_readers
+from core.review.actions import (
     accept_prediction,
-    gradcam_heatmap,
-    load_review,
-    order_rows,
     reject_prediction,
     review_history,
-    review_rows,
-    review_stamp,
     sign_off,
     start_correction,
-    versions_with_predictions,
 )
+from core.review.explain import gradcam_heatmap
+from core.review.overlay import heatmap_overlay
+from core.review.view import load_review, review_stamp, versions_with_predictions
+from core.review.worklist import ORDERS, order_rows, review_rows
+from core.versions import active_version
 
 ANNOTATE_PAGE = Path(__file__).with_name("annotate.py")
 

@@ -5,18 +5,13 @@ import pandas as pd
 import streamlit as st
 from ui_state import reader_name, workspace
 
-from core.jobs import FINISHED, JobInfo, cancel_job, get_job, latest_job, list_jobs, submit_training
-from core.readers import list_labels, list_readers
-from core.registry import active_version, list_versions
+from core.jobs.records import JobInfo, cancel_job, get_job, latest_job, list_jobs
+from core.labels.readers import list_labels, list_readers
+from core.tasks.submit import submit_training
+from core.versions import active_version, list_versions
+from core.vocab import ARCHITECTURES, ENCODERS, LOSSES
+from core.vocab import FINISHED_JOB_STATES as FINISHED
 
-ARCHS = {"unet": "U-Net", "deeplabv3": "DeepLabV3", "deeplabv3plus": "DeepLabV3+"}
-ENCODERS = ("resnet18", "resnet34", "resnet50")
-LOSSES = {
-    "bce_iou": "BCE + IoU (soft Jaccard)",
-    "bce": "BCE",
-    "dice": "Dice",
-    "hybrid": "Jaccard + SSIM + focal",
-}
 SIZES = (64, 128, 256, 384, 512)
 
 ws = workspace()
@@ -46,7 +41,9 @@ with st.form("train_form"):
         key="train_parent",
         help="Fine-tuning keeps the version's architecture and encoder.",
     )
-    arch = c2.selectbox("Architecture", list(ARCHS), format_func=ARCHS.get, key="train_arch")
+    arch = c2.selectbox(
+        "Architecture", list(ARCHITECTURES), format_func=ARCHITECTURES.get, key="train_arch"
+    )
     encoder = c2.selectbox("Encoder", ENCODERS, index=1, key="train_encoder")
     loss = c3.selectbox("Loss", list(LOSSES), format_func=LOSSES.get, key="train_loss")
     size = c3.selectbox("Image size (px)", SIZES, index=SIZES.index(256), key="train_size")
@@ -73,7 +70,7 @@ with st.form("train_form"):
 
 if start:
     # Imported here: it loads torch, which the page itself does not need to draw.
-    from core.training_service import TrainRequest
+    from core.tasks.submit import TrainRequest
 
     if parent is not None:  # a fine-tune keeps its parent's network
         chosen = next(v for v in versions if v.id == parent)

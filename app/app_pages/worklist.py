@@ -1,13 +1,13 @@
 """Worklist: every image with its thumbnail, size, modality, import time and annotation status.
 
-One page of rows is read per run (`core.catalog.worklist`), so 100,000 images stay fast.
+One page of rows is read per run (`core.labels.catalog.worklist`), so 100,000 images stay fast.
 """
 
 import streamlit as st
 from ui_state import workspace
 
-from core.catalog import STATUSES, modalities, worklist
-from db.queries import WORKLIST_SORTS, WorklistFilter
+from core.labels.catalog import WORKLIST_SORTS, WorklistFilter, modalities, worklist
+from core.vocab import STATUSES
 
 ws = workspace()
 PAGE_SIZES = [12, 24, 48, 96]

@@ -21,9 +21,9 @@ import streamlit as st
 
 from annotations.canvas import LabelColours, Viewport, draw_overlay, render_viewport
 from annotations.shapes import Shape, shape_from_dict, shape_to_dict
-from core.annotating import latest_finding, latest_revision
-from core.catalog import image_info, image_pixels, presets
 from core.imaging import Window, apply_window
+from core.labels.catalog import image_info, image_pixels, presets
+from core.labels.revisions import latest_finding, latest_revision
 from core.workspace import Workspace
 
 DRAFTS = "annotate_drafts"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.annotating import latest_finding, latest_revision, revision_history, save_revision
-from core.importer import import_paths
+from core.ingest.importer import import_paths
+from core.labels.revisions import latest_finding, latest_revision, revision_history, save_revision
 from core.workspace import Workspace
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"

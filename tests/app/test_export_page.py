@@ -15,8 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
-from core.annotating import latest_by_reader, save_revision
-from core.importer import import_paths
+from core.ingest.importer import import_paths
+from core.labels.revisions import latest_by_reader, save_revision
 from core.workspace import Workspace
 from db.models import Image
 

@@ -13,11 +13,11 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
-from core.annotating import latest_revision
-from core.importer import import_paths
-from core.registry import active_version
-from core.review import order_rows, review_rows
-from core.training_service import TrainRequest
+from core.ingest.importer import import_paths
+from core.labels.revisions import latest_revision
+from core.review.worklist import order_rows, review_rows
+from core.tasks.submit import TrainRequest, submit_training
+from core.versions import active_version
 from core.workspace import Workspace
 from db.models import Image, Review
 
@@ -30,7 +30,7 @@ def _train_and_predict(ws: Workspace, **settings) -> int:
         label="lung", encoder="resnet18", size=32, epochs=1, batch_size=4, device="cpu",
         **settings,
     )  # fmt: skip
-    done = jobs.run_job(ws, jobs.submit_training(ws, request))
+    done = jobs.run_job(ws, submit_training(ws, request))
     assert done.state == "succeeded", done.error
     predicted = jobs.run_job(ws, done.result["prediction_job"])
     assert predicted.state == "succeeded", predicted.error

@@ -7,13 +7,14 @@ the page shows and sends, with job state written by the same reporter the worker
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
-from core.importer import import_paths
+from core.ingest.importer import import_paths
 from core.workspace import Workspace
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
@@ -130,7 +131,7 @@ def test_failed_job_shows_its_reason_after_restart(ws):
         row.state, row.worker_pid, row.worker_host = (
             "running",
             2**22 + 12345,
-            jobs.socket.gethostname(),
+            socket.gethostname(),
         )
     at = open_train_page()  # the app's start recovers jobs whose worker is gone
     assert "Training failed" in texts(at) and "worker process" in texts(at)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import insert, select, update
 from streamlit.testing.v1 import AppTest
 
-from core.importer import import_paths
+from core.ingest.importer import import_paths
 from core.workspace import Workspace
 from db.models import Image
 

@@ -84,8 +84,8 @@ def test_workspace_on_postgresql_by_url_alone(
     from alembic.script import ScriptDirectory
     from sqlalchemy import text
 
-    from core.catalog import image_info, list_images, worklist
-    from core.importer import import_paths
+    from core.ingest.importer import import_paths
+    from core.labels.catalog import image_info, list_images, worklist
     from core.workspace import Workspace
     from db.migrate import alembic_config
     from db.queries import WorklistFilter

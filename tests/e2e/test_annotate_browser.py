@@ -17,8 +17,8 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from annotations.canvas import Viewport, fit_viewport
-from core.annotating import latest_revision
-from core.importer import import_paths
+from core.ingest.importer import import_paths
+from core.labels.revisions import latest_revision
 from core.workspace import Workspace
 
 pytestmark = pytest.mark.e2e

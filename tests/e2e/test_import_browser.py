@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from core.store import THUMB_SIDE
+from core.ingest.store import THUMB_SIDE
 
 pytestmark = pytest.mark.e2e
 

@@ -21,9 +21,9 @@ from sqlalchemy import select
 
 from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
-from core.annotating import latest_by_reader
-from core.importer import import_paths
-from core.jobs import stop_worker
+from core.ingest.importer import import_paths
+from core.jobs.worker import stop_worker
+from core.labels.revisions import latest_by_reader
 from core.workspace import Workspace
 from db.models import AnnotationRevision, Image
 

@@ -1,0 +1,163 @@
+"""`pneumolab` command line: import, images, train, evaluate, predict, models, worker.
+
+Every command prints exactly one JSON line on stdout at the end; progress goes to stderr.
+Exit status: 0 done, 2 bad input (refused files, unknown names, missing paths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.cli import models as cli_models
+from core.cli.models import BadInput
+from core.workspace import Workspace
+
+EXIT_BAD_INPUT = 2
+
+
+def _stderr_progress(i: int, n: int, _name: str) -> None:
+    if n and sys.stderr.isatty():
+        sys.stderr.write(f"\rimporting {i}/{n}" + ("\n" if i == n else ""))
+        sys.stderr.flush()
+
+
+def cmd_import(ws: Workspace, args: argparse.Namespace) -> dict:
+    from core.ingest.importer import import_paths
+
+    return import_paths(ws, args.paths, progress=_stderr_progress, imported_by="cli").summary()
+
+
+def add_import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", help="files, folders (recursive) or .zip archives")
+
+
+def cmd_images(ws: Workspace, args: argparse.Namespace) -> dict:
+    from core.labels.catalog import list_images
+    from db.queries import WorklistFilter
+
+    images = list_images(ws, WorklistFilter(status=args.status, modality=args.modality, sort="id"))
+    if not args.json:
+        for im in images:
+            sys.stderr.write(
+                f"{im['id']:>7}  {im['display_name']}  {im['width']}x{im['height']}  "
+                f"{im['modality']:<4} {im['status']}\n"
+            )
+    return {"images": images, "count": len(images)}
+
+
+def add_images_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="only the JSON line (no table on stderr)")
+    p.add_argument("--status", help="only images with this status (e.g. unlabelled)")
+    p.add_argument("--modality", help="only images of this modality (e.g. CR)")
+
+
+def cmd_worker(ws: Workspace, args: argparse.Namespace) -> dict:
+    from core.jobs.worker import run_worker
+
+    run_worker(ws, workers=args.workers)
+    return {"worker": "stopped"}
+
+
+def add_worker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1, help="jobs run at once (default 1)")
+
+
+def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict:
+    from core.interchange.export import export_workspace
+
+    try:
+        return export_workspace(
+            ws,
+            args.format,
+            args.out,
+            reader=args.reader,
+            image_data=args.image_data,
+            zip_output=args.zip,
+        )
+    except ValueError as e:
+        raise BadInput(str(e)) from e
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("format", choices=["labelme", "masks", "coco", "all"])
+    p.add_argument("out", help="output folder (or .zip path with --zip)")
+    p.add_argument("--reader", help="only this reader's newest revision (default: each reader's)")
+    p.add_argument("--image-data", action="store_true", help="embed imageData in LabelMe JSON")
+    p.add_argument("--zip", action="store_true", help="write one .zip instead of a folder")
+
+
+@dataclass(frozen=True)
+class Command:
+    run: Callable[[Workspace, argparse.Namespace], dict]
+    add_args: Callable[[argparse.ArgumentParser], None]
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "import": Command(
+        cmd_import,
+        add_import_args,
+        "import PNG/JPEG/DICOM files, folders (recursive) and .zip files",
+    ),
+    "images": Command(cmd_images, add_images_args, "list the workspace's images"),
+    "export": Command(cmd_export, add_export_args, "export LabelMe JSON, PNG masks or COCO"),
+    "train": Command(
+        cli_models.cmd_train,
+        cli_models.add_train_args,
+        "train a segmentation model on the workspace's labels",
+    ),
+    "evaluate": Command(
+        cli_models.cmd_evaluate,
+        cli_models.add_evaluate_args,
+        "evaluate a model on a folder of images with LabelMe JSON",
+    ),
+    "predict": Command(
+        cli_models.cmd_predict,
+        cli_models.add_predict_args,
+        "write probability maps, masks and boxes for images",
+    ),
+    "models": Command(cli_models.cmd_models, lambda p: None, "list model versions"),
+    "activate": Command(
+        cli_models.cmd_activate,
+        cli_models.add_activate_args,
+        "make a model version active (rollback = activate an older one)",
+    ),
+    "worker": Command(
+        cmd_worker,
+        add_worker_args,
+        "run a job worker (training, batch prediction) in the foreground",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pneumolab", description=__doc__.splitlines()[0])
+    p.add_argument("--workspace", help="workspace folder (default: $PNEUMOLAB_HOME or ~/PneumoLab)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, cmd in COMMANDS.items():
+        cmd.add_args(sub.add_parser(name, help=cmd.help))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ws = Workspace.open(args.workspace)
+    except OSError as e:
+        print(json.dumps({"error": f"cannot open workspace: {e}"}), flush=True)
+        return EXIT_BAD_INPUT
+    try:
+        result = COMMANDS[args.command].run(ws, args)
+    except BadInput as e:
+        print(json.dumps({"error": str(e)}), flush=True)
+        return EXIT_BAD_INPUT
+    finally:
+        ws.dispose()
+    if result is None:  # a torchrun rank other than 0: rank 0 prints the one result
+        return 0
+    print(json.dumps(result, default=str), flush=True)
+    return EXIT_BAD_INPUT if result.get("refused") else 0

@@ -1,0 +1,120 @@
+"""Asking for work: a training request, checked and turned into its one TrainConfig before any
+job is queued, so a bad setting fails at once with what to change, not minutes later in the
+worker. Torch-free: the Train page imports this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from core.jobs.queue import submit_job
+from core.labels.reference import labelled_images
+from core.ml.training.config import TrainConfig
+from core.versions import get_version
+from core.vocab import (
+    ACTIVATE_RULES,
+    ANATOMY_LABELS,
+    DEFAULT_ARCH,
+    DEFAULT_ENCODER,
+    DEFAULT_SIZE,
+)
+from core.workspace import Workspace
+
+MIN_TRAINING_IMAGES = 3  # fewer cannot give a patient-wise train/validation split
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What a user asks for when starting a training run (CLI flags, Train page fields).
+
+    arch, encoder and size left as None take the parent's when fine-tuning (from_version),
+    else unet / resnet34 / 256. reader: None uses the newest revision of any reader per image,
+    a name that reader's newest, "consensus" the pixel-wise majority of every reader's newest.
+    """
+
+    label: str = "lung"
+    arch: str | None = None
+    encoder: str | None = None
+    size: int | None = None
+    epochs: int = 20
+    loss: str = "bce_iou"
+    batch_size: int = 8
+    lr: float = 5e-4
+    optimizer: str = "adam"
+    device: str = "auto"
+    from_version: int | None = None
+    reader: str | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    encoder_weights: str | None = None
+    early_stopping_patience: int | None = 10
+    activate: str = "if_better"
+    augment: bool = True
+    created_by: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def build_train_config(ws: Workspace, req: TrainRequest) -> TrainConfig:
+    """The one TrainConfig of a request: the parent's network and size as defaults when
+    fine-tuning, every name and number checked. Raises ValueError (LookupError for an unknown
+    parent version) saying what to change. Used when a job is submitted and when it runs."""
+    if req.activate not in ACTIVATE_RULES:
+        raise ValueError(f"activate must be one of {', '.join(ACTIVATE_RULES)}")
+    arch = req.arch or DEFAULT_ARCH
+    encoder = req.encoder or DEFAULT_ENCODER
+    size = req.size or DEFAULT_SIZE
+    parent_checkpoint = None
+    if req.from_version is not None:
+        parent = get_version(ws, req.from_version)
+        arch, encoder = req.arch or parent.arch, req.encoder or parent.encoder
+        size = req.size or parent.image_size
+        if (parent.arch, parent.encoder) != (arch, encoder):
+            raise ValueError(
+                f"version {parent.id} is a {parent.arch}/{parent.encoder} model; choose that "
+                "architecture and encoder to fine-tune it, or train from scratch"
+            )
+        parent_checkpoint = str(ws.root / parent.checkpoint_path)
+    return TrainConfig(
+        arch=arch,
+        encoder=encoder,
+        size=size,
+        epochs=req.epochs,
+        batch_size=req.batch_size,
+        lr=req.lr,
+        optimizer=req.optimizer,
+        loss=req.loss,
+        val_fraction=req.val_fraction,
+        seed=req.seed,
+        device=req.device,
+        encoder_weights=req.encoder_weights,
+        init_checkpoint=parent_checkpoint,
+        early_stopping_patience=req.early_stopping_patience,
+        augment=req.augment,
+    )
+
+
+def check_enough_labels(n_images: int, label: str) -> None:
+    """ValueError unless there are enough labelled images for a patient-wise split."""
+    if n_images < MIN_TRAINING_IMAGES:
+        raise ValueError(
+            f"only {n_images} image(s) have {label!r} labels"
+            + ("" if label in ANATOMY_LABELS else " or an explicit negative")
+            + f"; label at least {MIN_TRAINING_IMAGES} images (better dozens) before training"
+        )
+
+
+def submit_prediction(
+    ws: Workspace, version_id: int, created_by: str | None, device: str = "auto"
+) -> int:
+    """Queue a prediction job of a model version over the workspace's images (LookupError
+    for an unknown version). Returns the job id."""
+    version = get_version(ws, version_id)
+    return submit_job(ws, "predict", {"model": version.id, "device": device}, created_by)
+
+
+def submit_training(ws: Workspace, request: TrainRequest) -> int:
+    """Check a TrainRequest (names, numbers, enough labels, fine-tune parent) and queue it.
+    Returns the job id."""
+    build_train_config(ws, request)
+    check_enough_labels(len(labelled_images(ws, request.label, request.reader)), request.label)
+    return submit_job(ws, "train", asdict(request), request.created_by)

@@ -1,0 +1,68 @@
+"""The one vocabulary of PneumoLab: every name a user picks, the database stores or a page
+shows as a choice. Torch-free and database-free, so pages, services, the CLI and the
+database's constraints (migration 0003, checked by tests/db) all read the same names.
+
+Display names sit beside the stored names where a page shows them.
+"""
+
+from __future__ import annotations
+
+# --- image-level findings ---------------------------------------------------------------------
+
+FINDINGS: dict[str, str] = {
+    "pneumonia": "Pneumonia",
+    "no_pneumonia": "No pneumonia",
+    "uncertain": "Uncertain",
+    "reviewed_no_finding": "Reviewed: no finding",
+}
+# Findings that say "nothing of the finding labels here": an empty mask to learn from.
+NEGATIVE_FINDINGS: frozenset[str] = frozenset({"reviewed_no_finding", "no_pneumonia"})
+# Anatomy every chest X-ray shows: "no pneumonia" says nothing about where the lungs are, so
+# negative findings never turn an image into an empty-mask example of these labels.
+ANATOMY_LABELS: frozenset[str] = frozenset({"lung"})
+DEFAULT_LABELS: dict[str, str] = {"pneumonia": "#ff3b30", "lung": "#34c759"}
+
+# --- images and revisions ---------------------------------------------------------------------
+
+# Worklist status of an image (denormalised from its revisions, findings and reviews).
+STATUSES: tuple[str, ...] = ("unlabelled", "labelled", "negative", "reviewed")
+# Where a revision's shapes came from.
+REVISION_SOURCES: tuple[str, ...] = ("manual", "import", "model")
+# File suffixes the importer and the CLI treat as images (content decides the format).
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
+DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm", ".dicom"})
+
+# --- readers ----------------------------------------------------------------------------------
+
+ROLES: tuple[str, ...] = ("annotator", "reviewer", "admin")
+# Reader name whose "labels" are the pixel-wise majority of every reader's newest revision.
+CONSENSUS = "consensus"
+
+# --- review -----------------------------------------------------------------------------------
+
+REVIEW_DECISIONS: tuple[str, ...] = ("accepted", "rejected", "corrected", "signed_off")
+
+# --- jobs -------------------------------------------------------------------------------------
+
+JOB_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED_JOB_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+# --- models and training ----------------------------------------------------------------------
+
+ARCHITECTURES: dict[str, str] = {
+    "unet": "U-Net",
+    "deeplabv3": "DeepLabV3",
+    "deeplabv3plus": "DeepLabV3+",
+}
+ENCODERS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
+LOSSES: dict[str, str] = {
+    "bce_iou": "BCE + IoU (soft Jaccard)",
+    "bce": "BCE",
+    "dice": "Dice",
+    "hybrid": "Jaccard + SSIM + focal",
+}
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+# When a finished training run becomes the active model version.
+ACTIVATE_RULES: tuple[str, ...] = ("never", "always", "if_better")
+DEFAULT_ARCH, DEFAULT_ENCODER, DEFAULT_SIZE = "unet", "resnet34", 256
