@@ -16,11 +16,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.imaging.deid import new_salt
+from core.vocab import DEFAULT_LABELS
 from db.engine import make_engine, make_session_factory, sqlite_url
 from db.migrate import upgrade
 from db.models import LabelClass, Reader, Setting
 
-DEFAULT_LABELS = {"pneumonia": "#ff3b30", "lung": "#34c759"}
 DEFAULT_READER = "reader"
 
 

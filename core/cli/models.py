@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.vocab import IMAGE_SUFFIXES
 from core.workspace import Workspace
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
 
 class BadInput(Exception):
@@ -117,7 +116,8 @@ def _labelme_pairs(folder: Path) -> list[tuple[Path, Path]]:
                 image = candidate
         if image is None:
             image = next(
-                (js.with_suffix(s) for s in IMAGE_SUFFIXES if js.with_suffix(s).is_file()), None
+                (js.with_suffix(s) for s in sorted(IMAGE_SUFFIXES) if js.with_suffix(s).is_file()),
+                None,
             )
         if image is not None:
             pairs.append((image, js))
@@ -138,13 +138,10 @@ def _read_labelme_shapes(path: Path, size: tuple[int, int]) -> list:
 def _model_input(loaded) -> np.ndarray:
     """A loaded file's pixels as the model sees them: default window, [0, 1] (as in
     core.labels.catalog.training_pixels for stored images)."""
-    from core.imaging import default_window, render_display
+    from core.imaging.display import model_input
 
     m = loaded.meta
-    window = default_window(
-        loaded.pixels, m.window_center, m.window_width, m.value_min, m.value_max
-    )
-    return render_display(loaded.pixels, window).astype(np.float32) / 255.0
+    return model_input(loaded.pixels, m.window_center, m.window_width, m.value_min, m.value_max)
 
 
 def _load_version(ws: Workspace, ref: str, device: str):

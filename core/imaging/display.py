@@ -69,3 +69,12 @@ def render_display(pixels: np.ndarray, window: Window, max_side: int | None = No
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         out = cv2.resize(out, size, interpolation=cv2.INTER_AREA)
     return out
+
+
+def model_input(
+    pixels: np.ndarray, meta_center: float | None, meta_width: float | None, lo: float, hi: float
+) -> np.ndarray:
+    """What models train and predict on: the default window at full size, float32 in [0, 1].
+    One rule for stored images (core.labels.catalog) and files given to the CLI."""
+    window = default_window(pixels, meta_center, meta_width, lo, hi)
+    return render_display(pixels, window).astype(np.float32) / 255.0

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
+from core.vocab import IMAGE_SUFFIXES
+
 MAX_FILE_BYTES = 512 * 1024**2
 MANIFEST_COLUMNS = {"image", "patient_id"}
 

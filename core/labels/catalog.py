@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from core.imaging import Window, render_display, window_presets
+from core.imaging.display import model_input
 from core.ingest.store import read_pixels
 from core.vocab import STATUSES
 from core.workspace import Workspace
@@ -154,7 +155,11 @@ def display_image(
 
 def training_pixels(ws: Workspace, image_id: int) -> np.ndarray:
     """Image in [0, 1] under its default window: what models train and predict on."""
-    return display_image(ws, image_id, max_side=None).astype(np.float32) / 255.0
+    info = image_info(ws, image_id)
+    pixels = image_pixels(ws, info)
+    return model_input(
+        pixels, info.window_center, info.window_width, info.value_min, info.value_max
+    )
 
 
 def worklist_ids(ws: Workspace, flt: WorklistFilter) -> list[int]:

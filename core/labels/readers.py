@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.vocab import ROLES
 from core.workspace import Workspace
 from db import queries
 from db.models import LabelClass, Reader
 
-ROLES = ("annotator", "reviewer", "admin")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from annotations.shapes import shape_from_dict, shape_to_dict, validate_shapes
+from core.vocab import FINDINGS, NEGATIVE_FINDINGS, REVISION_SOURCES
 from core.workspace import Workspace
+from db import queries
 from db.models import AnnotationRevision, Image, ImageFinding, Reader
-
-FINDINGS = ("pneumonia", "no_pneumonia", "uncertain", "reviewed_no_finding")
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ def save_revision(
 
     Raises ValueError (ShapeError) naming the bad shape; then nothing is saved.
     """
+    if source not in REVISION_SOURCES:
+        raise ValueError(f"unknown source {source!r}; one of {', '.join(REVISION_SOURCES)}")
     with ws.sessions.begin() as s:
         image = s.get(Image, image_id)
         if image is None:
@@ -87,12 +89,7 @@ def save_revision(
         size = (image.width, image.height)
         valid = validate_shapes([shape_from_dict(d) for d in shapes], size)
         rd = _reader(s, reader)
-        latest = s.scalar(
-            select(AnnotationRevision)
-            .where(AnnotationRevision.image_id == image_id, AnnotationRevision.reader_id == rd.id)
-            .order_by(AnnotationRevision.revision.desc())
-            .limit(1)
-        )
+        latest = _newest(s, AnnotationRevision, image_id, rd.id)
         latest_no = latest.revision if latest else 0
         conflict = _info(latest, rd.name) if latest and based_on != latest_no else None
         rev = AnnotationRevision(
@@ -117,12 +114,7 @@ def save_revision(
 def latest_revision(ws: Workspace, image_id: int, reader: str) -> RevisionInfo | None:
     with ws.sessions() as s:
         rd = _reader(s, reader)
-        rev = s.scalar(
-            select(AnnotationRevision)
-            .where(AnnotationRevision.image_id == image_id, AnnotationRevision.reader_id == rd.id)
-            .order_by(AnnotationRevision.revision.desc())
-            .limit(1)
-        )
+        rev = _newest(s, AnnotationRevision, image_id, rd.id)
         return _info(rev, rd.name) if rev else None
 
 
@@ -140,22 +132,7 @@ def revision_history(ws: Workspace, image_id: int, reader: str) -> list[Revision
 def latest_by_reader(ws: Workspace, image_id: int) -> dict[str, RevisionInfo]:
     """Each reader's newest revision of one image (readers' labels side by side)."""
     with ws.sessions() as s:
-        newest = (
-            select(AnnotationRevision.reader_id, func.max(AnnotationRevision.revision).label("n"))
-            .where(AnnotationRevision.image_id == image_id)
-            .group_by(AnnotationRevision.reader_id)
-            .subquery()
-        )
-        rows = s.execute(
-            select(AnnotationRevision, Reader.name)
-            .join(Reader, Reader.id == AnnotationRevision.reader_id)
-            .join(
-                newest,
-                (newest.c.reader_id == AnnotationRevision.reader_id)
-                & (newest.c.n == AnnotationRevision.revision),
-            )
-            .where(AnnotationRevision.image_id == image_id)
-        ).all()
+        rows = queries.newest_per_reader(s, AnnotationRevision, image_ids=[image_id])
         return {name: _info(rev, name) for rev, name in rows}
 
 
@@ -176,41 +153,24 @@ def set_finding(ws: Workspace, image_id: int, reader: str, finding: str) -> None
 def latest_finding(ws: Workspace, image_id: int, reader: str) -> str | None:
     with ws.sessions() as s:
         rd = _reader(s, reader)
-        return s.scalar(
-            select(ImageFinding.finding)
-            .where(ImageFinding.image_id == image_id, ImageFinding.reader_id == rd.id)
-            .order_by(ImageFinding.id.desc())
-            .limit(1)
-        )
+        row = _newest(s, ImageFinding, image_id, rd.id)
+        return row.finding if row else None
+
+
+def _newest(s, model, image_id: int, reader_id: int):
+    """One reader's newest revision (or finding) of one image, None if there is none."""
+    rows = queries.newest_per_reader(s, model, image_ids=[image_id], reader_id=reader_id)
+    return rows[0][0] if rows else None
 
 
 def _refresh_status(s, image: Image) -> None:
     """Denormalised worklist status: labelled if any reader's newest revision has shapes,
-    negative if a reader marked 'reviewed: no finding' (or no pneumonia) without shapes."""
-    newest = (
-        select(AnnotationRevision.reader_id, func.max(AnnotationRevision.revision).label("n"))
-        .where(AnnotationRevision.image_id == image.id)
-        .group_by(AnnotationRevision.reader_id)
-        .subquery()
-    )
-    shape_lists = s.scalars(
-        select(AnnotationRevision.shapes)
-        .join(
-            newest,
-            (newest.c.reader_id == AnnotationRevision.reader_id)
-            & (newest.c.n == AnnotationRevision.revision),
-        )
-        .where(AnnotationRevision.image_id == image.id)
-    ).all()
-    if any(shape_lists):
+    negative if the newest finding is an explicit negative and no reader's newest revision has
+    shapes, else unlabelled."""
+    revisions = queries.newest_per_reader(s, AnnotationRevision, image_ids=[image.id])
+    if any(rev.shapes for rev, _ in revisions):
         image.status = "labelled"
         return
-    last_finding = s.scalar(
-        select(ImageFinding.finding)
-        .where(ImageFinding.image_id == image.id)
-        .order_by(ImageFinding.id.desc())
-        .limit(1)
-    )
-    image.status = (
-        "negative" if last_finding in {"reviewed_no_finding", "no_pneumonia"} else "unlabelled"
-    )
+    findings = queries.newest_per_reader(s, ImageFinding, image_ids=[image.id])
+    newest = findings[0][0].finding if findings else None  # newest first
+    image.status = "negative" if newest in NEGATIVE_FINDINGS else "unlabelled"

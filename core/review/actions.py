@@ -13,6 +13,7 @@ from core.ml.metrics import above_threshold
 from core.review.overlay import mask_to_shapes
 from core.review.view import read_probability
 from core.versions import get_version
+from core.vocab import REVIEW_DECISIONS
 from core.workspace import Workspace
 from db.models import Image, Reader, Review
 
@@ -79,6 +80,8 @@ def _add_review(
     version_id: int | None,
     comment: str | None,
 ) -> ReviewInfo:
+    if decision not in REVIEW_DECISIONS:
+        raise ValueError(f"unknown decision {decision!r}; one of {', '.join(REVIEW_DECISIONS)}")
     with ws.sessions.begin() as s:
         rd = s.scalar(select(Reader).where(Reader.name == reader))
         if rd is None:
