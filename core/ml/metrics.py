@@ -3,6 +3,10 @@
 Convention for 0/0: a ratio whose denominator is zero is 1.0 when the prediction and the
 truth are both empty (nothing to find, nothing found: a perfect answer for a negative image)
 and 0.0 otherwise (e.g. precision when nothing was predicted on a positive image).
+
+Image-level ROC, AUC and confusion matrices are sklearn.metrics', imported on first use:
+sklearn (with scipy) takes about a second to import, and pages import this module for Box
+and above_threshold.
 """
 
 from __future__ import annotations
@@ -154,43 +158,32 @@ def confusion_at(
 ) -> BinaryConfusion:
     """Confusion matrix when images with score >= threshold are called positive."""
     s, y = _as_label_arrays(scores, labels)
-    called = s >= threshold
+    if s.size == 0:  # sklearn refuses empty input; an empty set is simply all zeros
+        return BinaryConfusion(0, 0, 0, 0, threshold=float(threshold))
+    from sklearn.metrics import confusion_matrix
+
+    tn, fp, fn, tp = confusion_matrix(y, s >= threshold, labels=[False, True]).ravel()
     return BinaryConfusion(
-        tp=int(np.count_nonzero(called & y)),
-        fp=int(np.count_nonzero(called & ~y)),
-        fn=int(np.count_nonzero(~called & y)),
-        tn=int(np.count_nonzero(~called & ~y)),
-        threshold=float(threshold),
+        tp=int(tp), fp=int(fp), fn=int(fn), tn=int(tn), threshold=float(threshold)
     )
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values share the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_vals = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_vals[end + 1] == sorted_vals[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
-    return ranks
+def _check_both_classes(y: np.ndarray, what: str) -> None:
+    # sklearn only warns and returns NaN here; an undefined curve is an error for our callers.
+    if y.all() or not y.any():
+        raise ValueError(f"{what} needs both positive and negative images.")
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half).
+    """Area under the ROC curve (ties count one half, as in the Mann-Whitney U statistic).
 
     Raises ValueError when only one class is present: the AUC is undefined there.
     """
     s, y = _as_label_arrays(scores, labels)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("ROC AUC needs both positive and negative images.")
-    ranks = _average_ranks(s)
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    _check_both_classes(y, "ROC AUC")
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s))
 
 
 def roc_curve(
@@ -198,19 +191,16 @@ def roc_curve(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(false-positive rates, true-positive rates, thresholds), from (0,0) to (1,1).
 
-    thresholds[i] is the lowest score called positive at point i (inf for the first point).
+    One point per distinct score (sklearn's drop_intermediate=False: no operating point is
+    dropped); thresholds[i] is the lowest score called positive at point i (inf for the
+    first point).
     """
     s, y = _as_label_arrays(scores, labels)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("A ROC curve needs both positive and negative images.")
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    # The last index of each run of equal scores: one ROC point per distinct threshold.
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
-    tpr = np.r_[0.0, np.cumsum(y_sorted)[last] / n_pos]
-    fpr = np.r_[0.0, np.cumsum(~y_sorted)[last] / n_neg]
-    return fpr, tpr, np.r_[np.inf, s_sorted[last]]
+    _check_both_classes(y, "A ROC curve")
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    fpr, tpr, thresholds = sk_roc_curve(y, s, pos_label=True, drop_intermediate=False)
+    return fpr, tpr, thresholds
 
 
 # --- connected components --------------------------------------------------------------------

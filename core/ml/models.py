@@ -1,4 +1,7 @@
-"""Segmentation architectures from segmentation-models-pytorch: registry and factory."""
+"""Segmentation models from segmentation-models-pytorch, built by smp.create_model behind the
+torch-free names of core.vocab (ARCHITECTURES, ENCODERS): one list of names for the pages,
+the training config and this factory.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,12 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {
-    "unet": smp.Unet,
-    "deeplabv3": smp.DeepLabV3,
-    "deeplabv3plus": smp.DeepLabV3Plus,
-}
-ENCODERS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
+from core.vocab import ARCHITECTURES, ENCODERS
+
 # Named weights smp fetches from the Hugging Face hub (network needed); anything else is a path.
 HUB_WEIGHTS: tuple[str, ...] = ("imagenet",)
+# Channels of the RGB encoders that weights files hold (torchvision's ImageNet ResNets).
+RGB = 3
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,35 @@ def create_model(
     """
     _check_name("architecture", arch, list(ARCHITECTURES))
     _check_name("encoder", encoder, ENCODERS)
-    hub = encoder_weights if encoder_weights in HUB_WEIGHTS else None
-    model = ARCHITECTURES[arch](
+    if encoder_weights is None or encoder_weights in HUB_WEIGHTS:
+        return smp.create_model(
+            arch,
+            encoder_name=encoder,
+            encoder_weights=encoder_weights,
+            in_channels=in_channels,
+            classes=classes,
+        )
+    path = Path(encoder_weights)
+    state = _strip_prefixes(_read_state_dict(path))
+    conv1 = state.get("conv1.weight")
+    file_channels = conv1.shape[1] if conv1 is not None and conv1.ndim == 4 else RGB
+    if file_channels not in (RGB, in_channels):
+        raise ValueError(
+            f"Encoder weights in {path} take {file_channels}-channel input; this model takes "
+            f"{in_channels} (use RGB weights, which are fitted to any channel count)."
+        )
+    # What smp does with hub weights: build the encoder as the file has it, load the file,
+    # then let smp fit the first conv to our channels (1 channel: the sum over RGB).
+    model = smp.create_model(
+        arch,
         encoder_name=encoder,
-        encoder_weights=hub,
-        in_channels=in_channels,
+        encoder_weights=None,
+        in_channels=file_channels,
         classes=classes,
     )
-    if encoder_weights is not None and hub is None:
-        load_encoder_weights(model, Path(encoder_weights))
+    _load_encoder_state(model, state, path)
+    if file_channels != in_channels:
+        model.encoder.set_in_channels(in_channels, pretrained=True)
     return model
 
 
@@ -104,23 +125,7 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _fit_first_conv(state: dict[str, torch.Tensor], in_channels: int) -> None:
-    """Adapt RGB first-conv weights to the model's channel count, as smp does for the hub."""
-    weight = state.get("conv1.weight")
-    if weight is None or weight.ndim != 4 or weight.shape[1] == in_channels:
-        return
-    if in_channels == 1:
-        state["conv1.weight"] = weight.sum(dim=1, keepdim=True)
-    else:
-        reps = [weight[:, i % weight.shape[1]] for i in range(in_channels)]
-        state["conv1.weight"] = torch.stack(reps, dim=1) * (weight.shape[1] / in_channels)
-
-
-def load_encoder_weights(model: nn.Module, path: Path) -> None:
-    """Load a local encoder state dict into model.encoder (strictly; fc keys are ignored)."""
-    state = _strip_prefixes(_read_state_dict(path))
-    in_channels = model.encoder.conv1.in_channels
-    _fit_first_conv(state, in_channels)
+def _load_encoder_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     try:
         model.encoder.load_state_dict(state)  # smp's ResNetEncoder drops fc.* itself
     except RuntimeError as e:

@@ -8,6 +8,11 @@ from torch import nn
 from core.ml.losses._checks import as_float_pair
 
 
+# Hand-written on purpose, not smp.losses.DiceLoss: smp multiplies the loss by
+# `y_true.sum(dims) > 0`, i.e. zeroes it when the batch's masks are all empty, so a batch
+# of explicit negative images ("no finding": empty masks we train on) would teach the
+# model nothing. Here an empty target still penalises every predicted pixel:
+# loss = 1 - s / (sum(p) + s).
 class DiceLoss(nn.Module):
     """1 - (2*sum(p*t) + s) / (sum(p) + sum(t) + s), p = sigmoid(logits), summed over the batch.
 

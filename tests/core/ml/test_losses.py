@@ -12,7 +12,9 @@ import math
 import pytest
 import torch
 
+from core import vocab
 from core.ml.losses import (
+    LOSSES,
     BCEJaccardLoss,
     BCELoss,
     DiceLoss,
@@ -54,6 +56,48 @@ def test_focal_gamma_two():
 
 def test_focal_with_gamma_zero_is_bce():
     assert FocalLoss(gamma=0.0)(LOGITS, TARGET).item() == pytest.approx(BCE, abs=1e-6)
+
+
+def _reference_focal(logits, target, gamma, alpha):
+    """Lin et al. 2017, eq. 5, written out without torchvision (alpha None: no weighting)."""
+    p = torch.sigmoid(logits.double())
+    t = target.double()
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = -((1 - p_t) ** gamma) * torch.log(p_t)
+    if alpha is not None:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return loss.mean().item()
+
+
+@pytest.mark.parametrize(("gamma", "alpha"), [(2.0, None), (0.0, None), (1.5, 0.25), (2.0, 0.8)])
+def test_focal_matches_the_formula_on_random_logits(gamma, alpha):
+    torch.manual_seed(7)
+    logits = torch.randn(3, 1, 16, 16) * 3
+    target = (torch.rand(3, 1, 16, 16) > 0.7).float()
+    loss = FocalLoss(gamma=gamma, alpha=alpha)(logits, target).item()
+    assert loss == pytest.approx(_reference_focal(logits, target, gamma, alpha), rel=1e-5)
+
+
+def test_focal_default_applies_no_alpha():
+    """torchvision's own default is alpha=0.25; ours is None (both classes weigh the same)."""
+    torch.manual_seed(8)
+    logits = torch.randn(2, 1, 8, 8)
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    default = FocalLoss()(logits, target).item()
+    assert default == pytest.approx(_reference_focal(logits, target, 2.0, None), rel=1e-5)
+    assert default != pytest.approx(_reference_focal(logits, target, 2.0, 0.25), rel=1e-3)
+
+
+@pytest.mark.parametrize("loss", [DiceLoss(), SoftJaccardLoss()])
+def test_overlap_losses_still_penalise_a_batch_of_empty_masks(loss):
+    """Regression: smp's Dice/Jaccard zero the loss on an all-empty batch, which would make
+    explicit negative images teach nothing. p = 0.5 on 4 pixels: 1 - 1 / (2 + 1) = 2/3."""
+    empty = torch.zeros(1, 1, 2, 2)
+    assert loss(torch.zeros(1, 1, 2, 2), empty).item() == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_registered_losses_are_the_vocabulary():
+    assert set(LOSSES) == set(vocab.LOSSES)
 
 
 def test_ssim_of_constant_maps():

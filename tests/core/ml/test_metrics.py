@@ -86,30 +86,76 @@ def test_image_level_sensitivity_specificity_by_hand():
     assert c.sensitivity == pytest.approx(3 / 4)
     assert c.specificity == pytest.approx(2 / 4)
     assert c.as_matrix() == [[2, 2], [1, 3]]
+    assert c.threshold == 0.5
 
 
-def test_roc_auc_by_hand_and_against_sklearn():
+def test_a_score_equal_to_the_threshold_is_called_positive():
+    c = confusion_at([0.6, 0.6, 0.2], [True, False, False], 0.6)
+    assert (c.tp, c.fp, c.fn, c.tn) == (1, 1, 0, 1)
+
+
+def test_confusion_of_one_class_and_of_nothing():
+    negatives = confusion_at([0.1, 0.7], [False, False], 0.5)
+    assert (negatives.tp, negatives.fp, negatives.fn, negatives.tn) == (0, 1, 0, 1)
+    assert np.isnan(negatives.sensitivity)
+    assert negatives.specificity == pytest.approx(0.5)
+    empty = confusion_at([], [], 0.5)
+    assert (empty.tp, empty.fp, empty.fn, empty.tn) == (0, 0, 0, 0)
+
+
+def test_roc_auc_by_hand():
     # Pairs (positive, negative) ranked correctly: for positives 0.9, 0.8 -> 4 each;
     # 0.6 -> 3 (beats 0.55, 0.3, 0.1); 0.2 -> 1 (beats 0.1). 12 of 16.
     assert roc_auc(SCORES, LABELS) == pytest.approx(12 / 16)
-    try:
-        from sklearn.metrics import roc_auc_score
-        from sklearn.metrics import roc_curve as sk_roc_curve
-    except ImportError:  # hand values above already pin the result
-        return
+    # A tie between a positive and a negative counts one half: pairs (0.8+, 0.5-) 1,
+    # (0.8+, 0.8-) 1/2, (0.5+, 0.5-) 1/2, (0.5+, 0.8-) 0 -> 2 of 4.
+    assert roc_auc([0.8, 0.8, 0.5, 0.5], [True, False, True, False]) == pytest.approx(0.5)
+    assert roc_auc([0.9, 0.1], [True, False]) == 1.0
+    assert roc_auc([0.1, 0.9], [True, False]) == 0.0
+
+
+def test_roc_curve_by_hand():
+    # Distinct thresholds, highest first: one point each, starting at (0, 0) with inf.
+    fpr, tpr, thresholds = roc_curve(SCORES, LABELS)
+    np.testing.assert_allclose(fpr, [0, 0, 0, 1, 1, 2, 3, 3, 4] / np.float64(4))
+    np.testing.assert_allclose(tpr, [0, 1, 2, 2, 3, 3, 3, 4, 4] / np.float64(4))
+    np.testing.assert_array_equal(thresholds, [np.inf, *SCORES])
+    # Tied scores make one point: 0.8 (one positive, one negative) moves up and right at once.
+    fpr, tpr, thresholds = roc_curve([0.8, 0.8, 0.5, 0.5], [True, False, True, False])
+    np.testing.assert_allclose(fpr, [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(tpr, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(thresholds, [np.inf, 0.8, 0.5])
+
+
+def test_roc_auc_and_curve_on_many_ties_agree_with_sklearn():
+    sk = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(3)
     scores = np.round(rng.random(200), 2)  # rounded: many ties
     labels = rng.random(200) < 0.4
-    assert roc_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
+    assert roc_auc(scores, labels) == pytest.approx(sk.roc_auc_score(labels, scores))
     fpr, tpr, _ = roc_curve(scores, labels)
-    sk_fpr, sk_tpr, _ = sk_roc_curve(labels, scores, drop_intermediate=False)
+    sk_fpr, sk_tpr, _ = sk.roc_curve(labels, scores, drop_intermediate=False)
     np.testing.assert_allclose(fpr, sk_fpr)
     np.testing.assert_allclose(tpr, sk_tpr)
+    # The area under the returned curve (trapezoids) is the AUC.
+    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    assert area == pytest.approx(roc_auc(scores, labels))
 
 
 def test_roc_needs_both_classes():
     with pytest.raises(ValueError, match="both"):
         roc_auc([0.1, 0.9], [True, True])
+    with pytest.raises(ValueError, match="both"):
+        roc_auc([0.1, 0.9], [False, False])
+    with pytest.raises(ValueError, match="both"):
+        roc_curve([0.1, 0.9], [True, True])
+    with pytest.raises(ValueError, match="both"):
+        roc_curve([], [])
+
+
+def test_one_label_per_score():
+    with pytest.raises(ValueError, match="one label per score"):
+        confusion_at([0.1, 0.2], [True], 0.5)
 
 
 def test_image_score_kinds():
