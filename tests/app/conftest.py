@@ -1,4 +1,8 @@
-"""AppTest fixtures: run app/main.py the way `streamlit run` does, on a workspace in tmp."""
+"""AppTest fixtures: run app/main.py the way `streamlit run` does, on a workspace in tmp.
+
+Every page test opens the app through `open_app` (the one place that knows where app/main.py
+is) after pointing it at a workspace with `point_app` or `app_env`.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
+MAIN = str(APP_DIR / "main.py")
 
 
 @pytest.fixture
@@ -32,3 +38,36 @@ def point_app(monkeypatch) -> Callable[[Path], Path]:
 def app_env(tmp_path: Path, point_app) -> Path:
     """The app pointed at a fresh workspace folder in tmp; returns that folder."""
     return point_app(tmp_path / "ws")
+
+
+def _open_app(
+    page: str | None = None,
+    *,
+    timeout: float = 120,
+    navigate: bool = False,
+    query: dict[str, str] | None = None,
+    **state,
+) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=timeout)
+    for key, value in state.items():
+        at.session_state[key] = value
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    if page is not None:
+        if navigate:  # the start page first, then the page: as a user who follows a link
+            at.run()
+        at.switch_page(f"app_pages/{page}.py")
+    return at.run()
+
+
+@pytest.fixture(scope="session")
+def open_app() -> Callable[..., AppTest]:
+    """open_app(page=None, *, timeout=120, navigate=False, query=None, **state) -> AppTest,
+    run once.
+
+    A fresh browser session (what a reload or a restart gives) with `state` in its session
+    state, on app_pages/<page>.py (the start page when page is None), opened from a link with
+    the `query` parameters. navigate=True runs the start page first and then switches to the
+    page.
+    """
+    return _open_app

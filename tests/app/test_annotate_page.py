@@ -6,17 +6,12 @@ reader's draft is set the way the canvas would leave it, and the page's buttons 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.ingest.importer import import_paths
 from core.labels.revisions import latest_finding, latest_revision, revision_history, save_revision
 from core.workspace import Workspace
 
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
-MAIN = str(APP_DIR / "main.py")
 POLY = {
     "label": "pneumonia",
     "shape_type": "polygon",
@@ -25,20 +20,12 @@ POLY = {
 
 
 @pytest.fixture
-def ws(tmp_path, point_app, cxr_lungs_dir) -> Workspace:
-    root = tmp_path / "ws"
-    point_app(root)
-    workspace = Workspace.open(root)
-    jpegs = sorted(cxr_lungs_dir.glob("*.jpg"))[:2]
-    assert len(import_paths(workspace, jpegs).imported) == 2
-    yield workspace
-    workspace.dispose()
+def ws(app_env, imported_workspace) -> Workspace:
+    return imported_workspace(2, root=app_env)
 
 
-def open_annotate(ws: Workspace) -> tuple[AppTest, int]:
-    at = AppTest.from_file(MAIN, default_timeout=60)
-    at.run()
-    at.switch_page("app_pages/annotate.py").run()
+def open_annotate(open_app) -> tuple[AppTest, int]:
+    at = open_app("annotate", timeout=60, navigate=True)
     assert not at.exception, at.exception
     return at, at.session_state["annotate_image_id"]
 
@@ -61,16 +48,14 @@ def texts(elements) -> str:
     return " ".join(e.value for e in elements)
 
 
-def test_no_images_says_what_to_do(tmp_path, point_app):
+def test_no_images_says_what_to_do(tmp_path, point_app, open_app):
     point_app(tmp_path / "empty")
-    at = AppTest.from_file(MAIN, default_timeout=60)
-    at.run()
-    at.switch_page("app_pages/annotate.py").run()
+    at = open_app("annotate", timeout=60, navigate=True)
     assert "Import X-rays first" in texts(at.info)
 
 
-def test_reviewed_no_finding_records_an_explicit_negative(ws):
-    at, image_id = open_annotate(ws)
+def test_reviewed_no_finding_records_an_explicit_negative(ws, open_app):
+    at, image_id = open_annotate(open_app)
     click(at, "annotate_save")
     assert "Nothing to save" in texts(at.error)
     assert latest_revision(ws, image_id, "reader") is None
@@ -83,8 +68,8 @@ def test_reviewed_no_finding_records_an_explicit_negative(ws):
     assert latest_revision(ws, image_id, "reader").shapes == []
 
 
-def test_reviewed_no_finding_with_shapes_is_refused(ws):
-    at, image_id = open_annotate(ws)
+def test_reviewed_no_finding_with_shapes_is_refused(ws, open_app):
+    at, image_id = open_annotate(open_app)
     draft(at, image_id)["shapes"] = [POLY]
     next(r for r in at.radio if r.label == "Image-level finding").set_value(
         "reviewed_no_finding"
@@ -108,8 +93,8 @@ def test_reviewed_no_finding_with_shapes_is_refused(ws):
         ),
     ],
 )
-def test_bad_shapes_get_a_clear_message_and_nothing_is_saved(ws, bad, message):
-    at, image_id = open_annotate(ws)
+def test_bad_shapes_get_a_clear_message_and_nothing_is_saved(ws, open_app, bad, message):
+    at, image_id = open_annotate(open_app)
     draft(at, image_id)["shapes"] = [POLY, bad]
     click(at, "annotate_save")
     error = texts(at.error)
@@ -119,8 +104,8 @@ def test_bad_shapes_get_a_clear_message_and_nothing_is_saved(ws, bad, message):
     assert draft(at, image_id)["shapes"] == [POLY, bad]  # the reader's work is still there
 
 
-def test_second_tab_save_reports_conflict_keeps_both_and_lets_the_reader_choose(ws):
-    at, image_id = open_annotate(ws)
+def test_second_tab_save_reports_conflict_keeps_both_and_lets_the_reader_choose(ws, open_app):
+    at, image_id = open_annotate(open_app)
     # Another tab of the same reader saves first.
     other = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [90, 90]]}
     save_revision(ws, image_id, "reader", [other], based_on=None)
@@ -138,8 +123,8 @@ def test_second_tab_save_reports_conflict_keeps_both_and_lets_the_reader_choose(
     assert "Saved with a conflict" not in texts(at.warning)
 
 
-def test_leaving_with_unsaved_changes_warns(ws):
-    at, image_id = open_annotate(ws)
+def test_leaving_with_unsaved_changes_warns(ws, open_app):
+    at, image_id = open_annotate(open_app)
     draft(at, image_id)["shapes"] = [POLY]
     click(at, "annotate_skip")
     assert "unsaved changes" in texts(at.warning)
@@ -154,8 +139,8 @@ def test_leaving_with_unsaved_changes_warns(ws):
     assert latest_revision(ws, image_id, "reader") is None
 
 
-def test_save_and_next_moves_in_worklist_order(ws):
-    at, image_id = open_annotate(ws)
+def test_save_and_next_moves_in_worklist_order(ws, open_app):
+    at, image_id = open_annotate(open_app)
     draft(at, image_id)["shapes"] = [POLY]
     click(at, "annotate_save_next")
     assert latest_revision(ws, image_id, "reader").shapes[0]["label"] == "pneumonia"
@@ -165,11 +150,11 @@ def test_save_and_next_moves_in_worklist_order(ws):
     assert at.session_state["annotate_image_id"] == image_id
 
 
-def test_undo_and_redo_reach_across_deletes_zoom_clear_and_save(ws):
+def test_undo_and_redo_reach_across_deletes_zoom_clear_and_save(ws, open_app):
     """The canvas's own undo ends when it is remounted; the page's undo/redo go through
     every change to the image's shapes: a delete from the list, a zoom, a save, a clear."""
     box = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [90, 90]]}
-    at, image_id = open_annotate(ws)
+    at, image_id = open_annotate(open_app)
     assert at.button(key="annotate_undo").disabled and at.button(key="annotate_redo").disabled
     draft(at, image_id)["shapes"] = [POLY, box]  # as the canvas leaves two drawn shapes
     at.run()
@@ -194,3 +179,47 @@ def test_undo_and_redo_reach_across_deletes_zoom_clear_and_save(ws):
     click(at, "annotate_undo")
     assert geometry(draft(at, image_id)["shapes"]) == geometry([POLY, box])
     assert "All changes saved" in texts(at.caption)
+
+
+# --- deep links `/annotate?image=...` (issue 13: unchecked input) -----------------------------
+
+
+def open_annotate_link(open_app, image: str) -> AppTest:
+    """The Annotate page opened from the link `/annotate?image=<image>`, in a fresh session."""
+    return open_app("annotate", timeout=60, query={"image": image})
+
+
+@pytest.mark.parametrize(
+    "link", ["99999999999999999999", "9223372036854775808", "²", "-1", "12abc", "12345"]
+)
+def test_a_bad_image_link_shows_a_plain_message_and_the_first_image(ws, open_app, link):
+    from core.labels.catalog import WorklistFilter, image_info, worklist_ids
+
+    at = open_annotate_link(open_app, link)
+    assert not at.exception, at.exception
+    warning = texts(at.warning)
+    assert "showing the first image of the worklist" in warning
+    assert "Traceback" not in warning and link not in warning
+    first = worklist_ids(ws, WorklistFilter())[0]
+    assert at.session_state["annotate_image_id"] == first
+    assert at.query_params["image"] == str(first)
+    captions = texts(at.caption)
+    assert image_info(ws, first).display_name in captions and "image 1 of 2" in captions
+    # The link's text is kept nowhere in the session, so it cannot come back on a rerun.
+    assert at.session_state["annotate_query_seen"] == str(first)
+    assert all(link not in text for _kind, text in at.session_state["annotate_flash"])
+
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["annotate_image_id"] == first
+    assert "showing the first image of the worklist" in texts(at.warning)
+
+
+def test_a_good_image_link_opens_that_image(ws, open_app):
+    from core.labels.catalog import WorklistFilter, worklist_ids
+
+    second = worklist_ids(ws, WorklistFilter())[1]
+    at = open_annotate_link(open_app, str(second))
+    assert not at.exception, at.exception
+    assert at.session_state["annotate_image_id"] == second
+    assert "image 2 of 2" in texts(at.caption) and not at.warning

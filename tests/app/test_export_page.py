@@ -15,36 +15,25 @@ from streamlit.testing.v1 import AppTest
 
 from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
-from core.ingest.importer import import_paths
 from core.labels.revisions import latest_by_reader, save_revision
 from core.workspace import Workspace
 from db.models import Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
-MAIN = str(APP_DIR / "main.py")
-
 
 @pytest.fixture
-def ws(tmp_path, point_app, cxr_lungs_dir):
-    root = tmp_path / "ws"
-    point_app(root)
-    ws = Workspace.open(root)
-    jpgs = sorted(cxr_lungs_dir.glob("*.jpg"))[:3]
-    assert import_paths(ws, [str(p) for p in jpgs]).summary()["annotations"] >= 3
+def ws(app_env, imported_workspace) -> Workspace:
+    ws = imported_workspace(3, root=app_env)
     with ws.sessions() as s:
         first = s.scalar(select(Image.id).order_by(Image.id))
     box = {"label": "pneumonia", "points": [[40, 50], [120, 160]], "shape_type": "rectangle"}
     save_revision(ws, first, "reader", [box])
-    yield ws
-    ws.dispose()
+    return ws
 
 
-def export(**choices) -> tuple[AppTest, Path]:
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.switch_page("app_pages/export.py")
-    at.run()
+def export(open_app, **choices) -> tuple[AppTest, Path]:
+    at = open_app("export")
     for key, value in choices.items():
         widget = at.radio(key=key) if key == "export_format" else at.selectbox(key=key)
         widget.set_value(value)
@@ -57,11 +46,11 @@ def export(**choices) -> tuple[AppTest, Path]:
     return at, zips[0]
 
 
-def test_export_all_readers_opens_in_labelme_with_the_stored_shapes(ws, tmp_path):
+def test_export_all_readers_opens_in_labelme_with_the_stored_shapes(ws, tmp_path, open_app):
     from labelme._label_file import read_label_file
     from labelme.utils import shape_to_mask
 
-    at, zip_path = export(export_format="all")
+    at, zip_path = export(open_app, export_format="all")
     assert "3 image(s)" in at.success[0].value
     out = tmp_path / "unzipped"
     zipfile.ZipFile(zip_path).extractall(out)
@@ -87,12 +76,17 @@ def test_export_all_readers_opens_in_labelme_with_the_stored_shapes(ws, tmp_path
                         (rev.image_height, rev.image_width), shape["points"], shape["shape_type"]
                     )
             assert (ours != theirs).mean() < 0.002, (json_path, label)
-    masks = list((out / "masks").rglob("*.png"))
-    assert len(masks) >= 4
+    # A mask per label of the export (lung, pneumonia) for each image of each reader.
+    masks = sorted(p.relative_to(out / "masks").as_posix() for p in (out / "masks").rglob("*.png"))
+    assert len(masks) == 2 * (3 + 1)
+    assert [m for m in masks if m.startswith("reader/")] == [
+        "reader/IMG-000001_lung.png",  # the reader drew only a box on the first image
+        "reader/IMG-000001_pneumonia.png",
+    ]
 
 
-def test_export_one_reader_is_flat_and_only_theirs(ws, tmp_path):
-    _, zip_path = export(export_format="labelme", export_reader="reader")
+def test_export_one_reader_is_flat_and_only_theirs(ws, open_app):
+    _, zip_path = export(open_app, export_format="labelme", export_reader="reader")
     names = zipfile.ZipFile(zip_path).namelist()
     labelme_files = [n for n in names if n.startswith("labelme/") and n.endswith(".json")]
     assert len(labelme_files) == 1 and labelme_files[0].count("/") == 1
@@ -101,7 +95,7 @@ def test_export_one_reader_is_flat_and_only_theirs(ws, tmp_path):
     assert not [n for n in names if n.startswith(("masks/", "coco/"))]
 
 
-def test_export_filtered_by_status(ws):
-    _, zip_path = export(export_format="masks", export_status="negative")
+def test_export_filtered_by_status(ws, open_app):
+    _, zip_path = export(open_app, export_format="masks", export_status="negative")
     names = zipfile.ZipFile(zip_path).namelist()
     assert not [n for n in names if n.endswith(".png")]  # no image is a negative

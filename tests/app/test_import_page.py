@@ -11,13 +11,9 @@ from streamlit.testing.v1 import AppTest
 from core.workspace import Workspace
 from db.models import Image
 
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
-MAIN = str(APP_DIR / "main.py")
 
-
-def import_page() -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=120).run()
-    return at.switch_page("app_pages/import_images.py").run()
+def import_page(open_app) -> AppTest:
+    return open_app("import_images", navigate=True)
 
 
 def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
@@ -36,8 +32,8 @@ def stored_count(root: Path) -> int:
         ws.dispose()
 
 
-def test_page_offers_a_multi_file_uploader(app_env):
-    at = import_page()
+def test_page_offers_a_multi_file_uploader(app_env, open_app):
+    at = import_page(open_app)
     assert not at.exception
     assert at.title[0].value == "Import X-rays"
     uploader = at.file_uploader[0]
@@ -45,7 +41,7 @@ def test_page_offers_a_multi_file_uploader(app_env):
     assert at.button(key="import_start").disabled  # nothing chosen yet
 
 
-def test_uploads_import_and_refusals_are_listed(app_env, dicom_mono1, cxr_lungs_dir):
+def test_uploads_import_and_refusals_are_listed(app_env, open_app, dicom_mono1, cxr_lungs_dir):
     jpegs = sorted(cxr_lungs_dir.glob("*.jpg"))[:2]
     noise = np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes()
     files = [
@@ -54,7 +50,7 @@ def test_uploads_import_and_refusals_are_listed(app_env, dicom_mono1, cxr_lungs_
         ("empty.png", b""),
         ("noise.dcm", noise),
     ]
-    at = upload(import_page(), files)
+    at = upload(import_page(open_app), files)
     assert not at.exception
     assert "Imported 3 image(s); 0 already stored." in at.success[0].value
     assert "2 file(s) refused" in at.error[0].value
@@ -73,7 +69,7 @@ def test_uploads_import_and_refusals_are_listed(app_env, dicom_mono1, cxr_lungs_
     assert stored_count(app_env) == 3
 
 
-def test_progress_bar_reports_each_file(app_env, cxr_lungs_dir, monkeypatch):
+def test_progress_bar_reports_each_file(app_env, open_app, cxr_lungs_dir, monkeypatch):
     """The bar moves file by file: record what the page draws through the progress element."""
     seen: list[str] = []
     import streamlit.elements.progress as progress_mod
@@ -86,7 +82,7 @@ def test_progress_bar_reports_each_file(app_env, cxr_lungs_dir, monkeypatch):
 
     monkeypatch.setattr(progress_mod.ProgressMixin, "progress", spy)
     jpegs = sorted(cxr_lungs_dir.glob("*.jpg"))[:3]
-    at = upload(import_page(), [(p.name, p.read_bytes()) for p in jpegs])
+    at = upload(import_page(open_app), [(p.name, p.read_bytes()) for p in jpegs])
     assert not at.exception
     assert [t for t in seen if t.startswith("Importing ")] == [
         "Importing 1 of 3…",

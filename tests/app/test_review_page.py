@@ -4,25 +4,19 @@ details, activate / roll back, comparison."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
-from core.ingest.importer import import_paths
 from core.labels.revisions import latest_revision
 from core.review.worklist import order_rows, review_rows
 from core.tasks.submit import TrainRequest, submit_training
 from core.versions import active_version
 from core.workspace import Workspace
 from db.models import Image, Review
-
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
-MAIN = str(APP_DIR / "main.py")
 
 
 def _train_and_predict(ws: Workspace, **settings) -> int:
@@ -37,35 +31,22 @@ def _train_and_predict(ws: Workspace, **settings) -> int:
     return done.result["model_version"]
 
 
-@pytest.fixture(scope="module")
-def prepared(cxr_lungs_dir: Path, tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("review") / "ws"
-    ws = Workspace.open(root)
-    jpgs = sorted(cxr_lungs_dir.glob("*.jpg"))[:6]
-    assert import_paths(ws, [str(p) for p in jpgs]).summary()["annotations"] >= 6
+def _two_versions(ws: Workspace) -> None:
     _train_and_predict(ws)
     _train_and_predict(ws, activate="never", seed=1)
-    ws.dispose()
-    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(prepared_workspace) -> Path:
+    """6 real X-rays with their lungs, two trained versions and their predictions (built once)."""
+    return prepared_workspace("review", 6, _two_versions)
 
 
 @pytest.fixture
-def ws(prepared: Path, tmp_path: Path, point_app):
-    root = tmp_path / "ws"
-    shutil.copytree(prepared, root)
-    point_app(root)
-    ws = Workspace.open(root)
-    yield ws
-    ws.dispose()
-
-
-def open_page(name: str, **state) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(f"app_pages/{name}.py")
-    return at.run()
+def ws(prepared: Path, workspace_copy, point_app) -> Workspace:
+    ws = workspace_copy(prepared)
+    point_app(ws.root)
+    return ws
 
 
 def click(at: AppTest, label: str) -> AppTest:
@@ -82,8 +63,8 @@ def texts(at: AppTest) -> str:
 # --- review ------------------------------------------------------------------------------------
 
 
-def test_review_opens_on_the_active_version_lowest_dice_first(ws):
-    at = open_page("review", review_order="lowest_dice")
+def test_review_opens_on_the_active_version_lowest_dice_first(ws, open_app):
+    at = open_app("review", review_order="lowest_dice")
     assert not at.exception
     active = active_version(ws)
     assert at.selectbox(key="review_version").value == active.id
@@ -97,8 +78,8 @@ def test_review_opens_on_the_active_version_lowest_dice_first(ws):
     assert at.metric[0].value == f"{rows[0].dice:.3f}"
 
 
-def test_gradcam_toggle_adds_the_heatmap(ws):
-    at = open_page("review", review_gradcam=True)
+def test_gradcam_toggle_adds_the_heatmap(ws, open_app):
+    at = open_app("review", review_gradcam=True)
     assert not at.exception
     images = at.get("image")
     assert len(images) == 2
@@ -106,8 +87,8 @@ def test_gradcam_toggle_adds_the_heatmap(ws):
     assert images[0].proto.imgs[0].url.endswith(".png")  # lossless: colours stay exact
 
 
-def test_accept_saves_a_model_revision_for_the_current_reader(ws):
-    at = open_page("review", review_order="image", review_threshold=0.3)
+def test_accept_saves_a_model_revision_for_the_current_reader(ws, open_app):
+    at = open_app("review", review_order="image", review_threshold=0.3)
     with ws.sessions() as s:
         first = s.scalar(select(Image.id).order_by(Image.id))
     at = click(at, "Accept")
@@ -118,8 +99,8 @@ def test_accept_saves_a_model_revision_for_the_current_reader(ws):
     assert "Saved as reader's revision 1" in texts(at)
 
 
-def test_reject_and_sign_off_with_comment(ws):
-    at = open_page("review", review_order="image")
+def test_reject_and_sign_off_with_comment(ws, open_app):
+    at = open_app("review", review_order="image")
     at.text_input[0].set_value("right lung under-segmented")
     at = click(at, "Reject")
     at.text_input[0].set_value("checked")
@@ -132,12 +113,12 @@ def test_reject_and_sign_off_with_comment(ws):
         ("rejected", "right lung under-segmented"),
         ("signed_off", "checked"),
     ]
-    assert "signed_off" in str(at.dataframe[-1].value)
+    assert list(at.dataframe[-1].value["decision"]) == ["rejected", "signed_off"]
 
 
-def test_review_without_predictions_says_what_to_do(tmp_path, point_app):
+def test_review_without_predictions_says_what_to_do(tmp_path, point_app, open_app):
     point_app(tmp_path / "empty")
-    at = open_page("review")
+    at = open_app("review")
     assert not at.exception
     assert "No predictions yet" in texts(at)
 
@@ -145,8 +126,8 @@ def test_review_without_predictions_says_what_to_do(tmp_path, point_app):
 # --- models ------------------------------------------------------------------------------------
 
 
-def test_models_page_lists_versions_and_rolls_back(ws):
-    at = open_page("models")
+def test_models_page_lists_versions_and_rolls_back(ws, open_app):
+    at = open_app("models")
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["version"]) == [2, 1]
@@ -163,8 +144,8 @@ def test_models_page_lists_versions_and_rolls_back(ws):
     assert "Version 1 is now the active model" in texts(at)
 
 
-def test_models_page_shows_curves_and_compares_two_versions(ws):
-    at = open_page("models")
+def test_models_page_shows_curves_and_compares_two_versions(ws, open_app):
+    at = open_app("models")
     assert len(at.get("vega_lite_chart")) == 2  # loss and Dice per epoch
     metrics = {m.label: m.value for m in at.metric}
     assert "Validation Dice" in metrics
@@ -172,11 +153,42 @@ def test_models_page_shows_curves_and_compares_two_versions(ws):
     assert len(at.get("image")) == 2  # the same image under both versions
 
 
-def test_correct_hands_the_prediction_to_the_annotator(ws):
-    at = open_page("review", review_order="image", review_threshold=0.3)
+def test_correct_hands_the_prediction_to_the_annotator(ws, open_app):
+    at = open_app("review", review_order="image", review_threshold=0.3)
     with ws.sessions() as s:
         first = s.scalar(select(Image.id).order_by(Image.id))
     at = click(at, "Correct")
     rev = latest_revision(ws, first, "reader")
     assert rev is not None and (rev.source, rev.tool) == ("model", "pre-annotation")
     assert at.session_state["annotate_image_id"] == first  # the annotator opens on it
+
+
+def test_review_names_its_ground_truth_and_an_accepted_prediction_does_not_become_it(ws, open_app):
+    at = open_app("review", review_order="image", review_threshold=0.3)
+    reason = "Ground truth: newest human revision: revision 1 of import (imported)"
+    assert reason in texts(at)
+    dice_before = at.metric[0].value
+    at = click(at, "Accept")  # the reader's newest labels are now the model's own output
+    assert not at.exception
+    assert reason in texts(at) and at.metric[0].value == dice_before
+
+
+def test_a_reviewer_adjudicates_the_accepted_prediction_as_the_reference(ws, open_app):
+    at = open_app("review", review_order="image", review_threshold=0.3)
+    at = click(at, "Accept")
+    with ws.sessions() as s:
+        first = s.scalar(select(Image.id).order_by(Image.id))
+    accepted = latest_revision(ws, first, "reader")
+    pick = at.selectbox(key=f"review_adjudicate_pick_{first}")
+    pick.select_index(next(i for i, o in enumerate(pick.options) if o.startswith("reader,")))
+    at = at.button(key="review_adjudicate").click().run()
+    assert not at.exception
+    assert "reader's revision 1 is now the reference standard" in texts(at)
+    assert "Ground truth: adjudicated by reader: revision 1 of reader (accepted from model" in (
+        texts(at)
+    )
+    # Scored against its own accepted output now, by a reviewer's choice: near-perfect.
+    assert float(at.metric[0].value) > 0.95
+    with ws.sessions() as s:
+        row = s.scalars(select(Review).order_by(Review.id.desc())).first()
+        assert (row.decision, row.revision_id) == ("adjudicated", accepted.id)

@@ -1,42 +1,24 @@
 """Train page (AppTest): start a training job, see its queue position, progress, curves and
 log; the state survives a reload (a new session) because it lives in the database; cancel.
 
-The worker is off here (tests/core/test_jobs.py runs real workers): these tests check what
+The worker is off here (tests/core/jobs/test_jobs.py runs real workers): these tests check what
 the page shows and sends, with job state written by the same reporter the worker uses.
 """
 
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
-from core.ingest.importer import import_paths
 from core.workspace import Workspace
-
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
-MAIN = str(APP_DIR / "main.py")
 
 
 @pytest.fixture
-def ws(tmp_path, point_app, cxr_lungs_dir):
-    root = tmp_path / "ws"
-    point_app(root)
-    ws = Workspace.open(root)
-    jpgs = sorted(cxr_lungs_dir.glob("*.jpg"))[:4]
-    assert import_paths(ws, [str(p) for p in jpgs]).summary()["annotations"] >= 4
-    yield ws
-    ws.dispose()
-
-
-def open_train_page() -> AppTest:
-    """A fresh browser session on the Train page (what a reload or a restart gives)."""
-    at = AppTest.from_file(MAIN, default_timeout=120)
-    at.switch_page("app_pages/train.py")
-    return at.run()
+def ws(app_env, imported_workspace) -> Workspace:
+    return imported_workspace(4, root=app_env)
 
 
 def start_training(at: AppTest, **choices) -> AppTest:
@@ -52,9 +34,9 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-def test_start_training_queues_a_job_with_the_chosen_settings(ws):
+def test_start_training_queues_a_job_with_the_chosen_settings(ws, open_app):
     at = start_training(
-        open_train_page(),
+        open_app("train"),
         train_arch="deeplabv3plus",
         train_encoder="resnet18",
         train_loss="dice",
@@ -72,8 +54,8 @@ def test_start_training_queues_a_job_with_the_chosen_settings(ws):
     assert "position 1" in texts(at)
 
 
-def test_second_training_waits_with_its_queue_position(ws):
-    at = start_training(open_train_page(), train_encoder="resnet18")
+def test_second_training_waits_with_its_queue_position(ws, open_app):
+    at = start_training(open_app("train"), train_encoder="resnet18")
     at = start_training(at, train_encoder="resnet18")
     second = jobs.latest_job(ws, "train")
     assert second.queue_position == 2
@@ -81,8 +63,8 @@ def test_second_training_waits_with_its_queue_position(ws):
     assert "position 2" in texts(at)
 
 
-def test_reload_shows_the_running_job_with_progress_curves_and_log(ws):
-    start_training(open_train_page(), train_encoder="resnet18")
+def test_reload_shows_the_running_job_with_progress_curves_and_log(ws, open_app):
+    start_training(open_app("train"), train_encoder="resnet18")
     job = jobs.latest_job(ws, "train")
     # What the worker writes while training (same reporter, in this process).
     with ws.sessions.begin() as s:
@@ -95,7 +77,7 @@ def test_reload_shows_the_running_job_with_progress_curves_and_log(ws):
     reporter.on_epoch_start(2, 4)
     reporter.on_step(2, 1, 2, 0.7)
 
-    at = open_train_page()  # a new session: nothing carried over in session state
+    at = open_app("train")  # a new session: nothing carried over in session state
     assert not at.exception
     assert f"Training job {job.id}: running" in texts(at)
     bar = at.get("progress")[0]
@@ -105,8 +87,8 @@ def test_reload_shows_the_running_job_with_progress_curves_and_log(ws):
     assert any(b.label == "Cancel training" for b in at.button)
 
 
-def test_cancel_from_the_page(ws):
-    at = start_training(open_train_page(), train_encoder="resnet18")
+def test_cancel_from_the_page(ws, open_app):
+    at = start_training(open_app("train"), train_encoder="resnet18")
     job = jobs.latest_job(ws, "train")
     next(b for b in at.button if b.label == "Cancel training").click()
     at = at.run()
@@ -115,14 +97,14 @@ def test_cancel_from_the_page(ws):
     assert not any(b.label == "Cancel training" for b in at.button)
 
 
-def test_training_without_labels_is_refused_with_what_to_do(ws):
-    at = start_training(open_train_page(), train_label="pneumonia")
+def test_training_without_labels_is_refused_with_what_to_do(ws, open_app):
+    at = start_training(open_app("train"), train_label="pneumonia")
     assert "Training not started" in texts(at) and "label at least" in texts(at)
     assert jobs.list_jobs(ws) == []
 
 
-def test_failed_job_shows_its_reason_after_restart(ws):
-    start_training(open_train_page(), train_encoder="resnet18")
+def test_failed_job_shows_its_reason_after_restart(ws, open_app):
+    start_training(open_app("train"), train_encoder="resnet18")
     job = jobs.latest_job(ws, "train")
     with ws.sessions.begin() as s:
         from db.models import Job
@@ -133,5 +115,5 @@ def test_failed_job_shows_its_reason_after_restart(ws):
             2**22 + 12345,
             socket.gethostname(),
         )
-    at = open_train_page()  # the app's start recovers jobs whose worker is gone
+    at = open_app("train")  # the app's start recovers jobs whose worker is gone
     assert "Training failed" in texts(at) and "worker process" in texts(at)

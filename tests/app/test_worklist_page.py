@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, update
 from streamlit.testing.v1 import AppTest
 
-from core.ingest.importer import import_paths
 from core.workspace import Workspace
 from db.models import Image
-
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
-MAIN = str(APP_DIR / "main.py")
-
-
-def run_worklist(**state) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
 
 
 def add_rows(ws: Workspace, n: int, thumbnail: str | None, **values) -> None:
@@ -56,13 +44,8 @@ def add_rows(ws: Workspace, n: int, thumbnail: str | None, **values) -> None:
 
 
 @pytest.fixture
-def imported(app_env, cxr_lungs_dir, dicom_mono1) -> Workspace:
-    ws = Workspace.open(app_env)
-    jpegs = sorted(cxr_lungs_dir.glob("*.jpg"))[:2]
-    report = import_paths(ws, [dicom_mono1, *jpegs])
-    assert len(report.imported) == 3 and not report.refused
-    yield ws
-    ws.dispose()
+def imported(app_env, imported_workspace, dicom_mono1) -> Workspace:
+    return imported_workspace(2, root=app_env, also=[dicom_mono1])
 
 
 def cards(at: AppTest) -> list[str]:
@@ -73,15 +56,15 @@ def caption_text(at: AppTest) -> str:
     return " ".join(c.value for c in at.caption)
 
 
-def test_empty_workspace_says_how_to_add_images(app_env):
-    at = run_worklist()
+def test_empty_workspace_says_how_to_add_images(app_env, open_app):
+    at = open_app(timeout=60)
     assert not at.exception
     assert at.title[0].value == "Worklist"
     assert "No images yet" in at.info[0].value and "Import" in at.info[0].value
 
 
-def test_imported_images_listed_with_thumbnail_size_modality_and_status(imported):
-    at = run_worklist()
+def test_imported_images_listed_with_thumbnail_size_modality_and_status(imported, open_app):
+    at = open_app(timeout=60)
     assert not at.exception
     assert "3 image(s)" in caption_text(at)
     texts = cards(at)
@@ -99,13 +82,13 @@ def test_imported_images_listed_with_thumbnail_size_modality_and_status(imported
     assert "RG1" not in page_text and ".jpg" not in page_text
 
 
-def test_status_and_modality_filters(imported):
+def test_status_and_modality_filters(imported, open_app):
     # Set statuses here: LabelMe files beside the JPEGs may have labelled them on import.
     with imported.sessions.begin() as s:
         first_jpeg = s.scalar(select(Image.id).where(Image.modality == "OT").order_by(Image.id))
         s.execute(update(Image).values(status="unlabelled"))
         s.execute(update(Image).where(Image.id == first_jpeg).values(status="labelled"))
-    at = run_worklist()
+    at = open_app(timeout=60)
     at.selectbox(key="worklist_status").set_value("labelled").run()
     assert not at.exception
     assert len(cards(at)) == 1 and "labelled" in cards(at)[0]
@@ -120,12 +103,12 @@ def test_status_and_modality_filters(imported):
     assert "No image matches these filters" in at.info[0].value
 
 
-def test_pages_of_the_chosen_size_and_navigation(imported):
+def test_pages_of_the_chosen_size_and_navigation(imported, open_app):
     thumb = imported.store_dir.as_posix()
     with imported.sessions() as s:
         thumb = s.scalar(select(Image.thumbnail_path).limit(1))
     add_rows(imported, 47, thumb)  # 50 images in all
-    at = run_worklist()
+    at = open_app(timeout=60)
     assert "50 image(s)" in caption_text(at) and "page 1 of 3" in caption_text(at)
     first_page = cards(at)
     assert len(first_page) == 24
@@ -148,11 +131,11 @@ def test_pages_of_the_chosen_size_and_navigation(imported):
     assert len(cards(at)) == 12
 
 
-def test_newest_first_order(imported):
+def test_newest_first_order(imported, open_app):
     with imported.sessions() as s:
         thumb = s.scalar(select(Image.thumbnail_path).limit(1))
     add_rows(imported, 5, thumb)  # imported in 2024: older than the three real images
-    at = run_worklist()
+    at = open_app(timeout=60)
     names = [t.split("**")[1] for t in cards(at)]
     assert names[:3] == ["IMG-000003", "IMG-000002", "IMG-000001"]
     at.selectbox(key="worklist_sort").set_value("oldest").run()

@@ -1,81 +1,8 @@
-"""PostgreSQL by URL alone: a real server started here (initdb + pg_ctl in a temp folder),
-then the same workspace code — migrations, import, worklist — pointed at it by
+"""PostgreSQL by URL alone: a real server (tests/db/conftest.py: initdb + pg_ctl in a temp
+folder), then the same workspace code — migrations, import, worklist — pointed at it by
 PNEUMOLAB_DATABASE_URL. Skipped only where the PostgreSQL server programs are not installed."""
 
 from __future__ import annotations
-
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-
-def _pg_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(candidates[-1]).parent if candidates else None
-
-
-PG_BIN = _pg_bin()
-pytestmark = pytest.mark.skipif(
-    PG_BIN is None,
-    reason="PostgreSQL server programs (initdb, pg_ctl) are not installed: "
-    "apt-get install postgresql to run this test",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_server_user() -> dict:
-    """initdb refuses to run as root: run the server as the `postgres` (or nobody) account."""
-    if os.geteuid() != 0:
-        return {}
-    for name in ("postgres", "nobody"):
-        try:
-            return {"user": pwd.getpwnam(name).pw_uid, "group": pwd.getpwnam(name).pw_gid}
-        except KeyError:
-            continue
-    pytest.fail("running as root and no unprivileged account to run PostgreSQL as")
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    ids = _as_server_user()
-    folder = Path(tempfile.mkdtemp(prefix="pneumolab-pg-"))
-    if ids:
-        os.chown(folder, ids["user"], ids["group"])
-    data, port = folder / "data", _free_port()
-    run = {"check": True, "capture_output": True, "text": True, "timeout": 120, **ids}
-    subprocess.run(
-        [PG_BIN / "initdb", "-D", data, "-U", "pneumolab", "--auth=trust", "-E", "UTF8"], **run
-    )
-    subprocess.run(
-        [PG_BIN / "pg_ctl", "-D", data, "-l", folder / "log", "-w", "start",
-         "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"],
-        **run,
-    )  # fmt: skip
-    try:
-        createdb = [PG_BIN / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "pneumolab"]
-        subprocess.run([*createdb, "pneumolab"], **run)
-        yield f"postgresql+psycopg://pneumolab@127.0.0.1:{port}/pneumolab"
-    finally:
-        subprocess.run(
-            [PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"], **{**run, "check": False}
-        )
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_workspace_on_postgresql_by_url_alone(
@@ -91,6 +18,8 @@ def test_workspace_on_postgresql_by_url_alone(
     from db.queries import WorklistFilter
 
     monkeypatch.setenv("PNEUMOLAB_DATABASE_URL", postgres_url)
+    # Every app host of one database reads the one patient-key secret (kept outside it).
+    monkeypatch.setenv("PNEUMOLAB_SECRET_FILE", str(tmp_path / "secret.key"))
     ws = Workspace.open(tmp_path / "ws")
     try:
         assert ws.engine.dialect.name == "postgresql"

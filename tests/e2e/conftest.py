@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,12 +30,6 @@ CHROMIUM_FLAGS = [
 ]
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
@@ -91,7 +84,7 @@ def artifacts(tmp_path: Path, request) -> Iterator[Path]:
 
 
 @pytest.fixture
-def app_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
+def app_server(tmp_path: Path, free_port) -> Iterator[Callable[..., str]]:
     """Factory: app_server(workspace_dir, autostart_worker=False, env=None) -> base URL.
 
     The worker is off unless asked for, so tests that do not run jobs stay quiet; tests that
@@ -102,7 +95,7 @@ def app_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
     def start(
         workspace: Path, autostart_worker: bool = False, env: dict[str, str] | None = None
     ) -> str:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"streamlit-{port}.log"
         full_env = {
             **os.environ,

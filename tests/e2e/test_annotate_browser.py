@@ -17,21 +17,12 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from annotations.canvas import Viewport, fit_viewport
-from core.ingest.importer import import_paths
 from core.labels.revisions import latest_revision
-from core.workspace import Workspace
 
 pytestmark = pytest.mark.e2e
 
 READER = "reader"  # the default admin reader of a fresh workspace
 CANVAS = "canvas.upper-canvas"  # Fabric's event layer, exactly over the drawn canvas
-
-
-def _open_workspace(tmp_path: Path, *files: Path) -> tuple[Workspace, list[int]]:
-    ws = Workspace.open(tmp_path / "ws")
-    report = import_paths(ws, list(files))
-    assert not report.refused, report.refused
-    return ws, report.imported
 
 
 def _goto(page, settle, url: str, image_id: int) -> None:
@@ -141,9 +132,10 @@ def _fill_is_visible(page, box: dict, vp: Viewport, points, artifacts: Path, nam
 
 
 def test_dicom_draw_zoom_reload_window_edit_and_delete(
-    app_server, page, settle, artifacts, tmp_path, dicom_mono1
+    app_server, page, settle, artifacts, workspace, import_real_images, dicom_mono1
 ):
-    ws, (image_id,) = _open_workspace(tmp_path, dicom_mono1)
+    ws = workspace
+    (image_id,) = import_real_images(ws, also=[dicom_mono1]).imported
     size = (1841, 1955)
     url = app_server(ws.root)
     _goto(page, settle, url, image_id)
@@ -248,14 +240,14 @@ def test_dicom_draw_zoom_reload_window_edit_and_delete(
     assert _close(_by_type(rev3.shapes, "rectangle")[0]["points"], box_2x, size)
     # Append-only: every earlier revision is still there, unchanged.
     assert latest_revision(ws, image_id, READER).revision == 3
-    ws.dispose()
 
 
 def test_jpeg_draw_at_1x_and_2x_and_reload(
-    app_server, page, settle, artifacts, tmp_path, cxr_lungs_dir
+    app_server, page, settle, artifacts, workspace, import_real_images, cxr_lungs_dir
 ):
     jpeg = next(p for p in sorted(cxr_lungs_dir.glob("*.jpg")) if _is_1024(p))
-    ws, (image_id,) = _open_workspace(tmp_path, jpeg)
+    ws = workspace
+    (image_id,) = import_real_images(ws, also=[jpeg]).imported
     import cv2
 
     h, w = cv2.imread(str(jpeg), cv2.IMREAD_GRAYSCALE).shape
@@ -324,7 +316,6 @@ def test_jpeg_draw_at_1x_and_2x_and_reload(
     expect(page.get_by_text("All changes saved")).to_be_visible()
     assert _leave_prompts(page) == []
     assert page.is_closed()
-    ws.dispose()
 
 
 def _is_1024(path: Path) -> bool:

@@ -21,10 +21,8 @@ from sqlalchemy import select
 
 from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
-from core.ingest.importer import import_paths
 from core.jobs.worker import stop_worker
 from core.labels.revisions import latest_by_reader
-from core.workspace import Workspace
 from db.models import AnnotationRevision, Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -59,7 +57,7 @@ def colour_counts(rgb: np.ndarray) -> dict[str, int]:
 
 
 def test_train_review_accept_export_in_the_browser(
-    tmp_path, cxr_lungs_dir, app_server, page, settle, artifacts
+    tmp_path, imported_workspace, app_server, page, settle, artifacts
 ):
     t0 = time.monotonic()
     timings: dict[str, float] = {}
@@ -68,18 +66,13 @@ def test_train_review_accept_export_in_the_browser(
         timings[phase] = round(time.monotonic() - t0, 1)
         (artifacts / "timings.json").write_text(json.dumps(timings, indent=1))
 
-    root = tmp_path / "ws"
-    ws = Workspace.open(root)
-    jpgs = sorted(cxr_lungs_dir.glob("*.jpg"))[:N_IMAGES]
-    report = import_paths(ws, [str(p) for p in jpgs]).summary()
-    assert report["imported"] == N_IMAGES and report["annotations"] >= N_IMAGES
-    url = app_server(root, autostart_worker=True, env={"OMP_NUM_THREADS": "2"})
+    ws = imported_workspace(N_IMAGES)
+    url = app_server(ws.root, autostart_worker=True, env={"OMP_NUM_THREADS": "2"})
     mark("app_started")
     try:
         _loop(page, url, ws, tmp_path, settle, artifacts, mark)
     finally:
         stop_worker(ws)  # the app started it in its own session: it would outlive the test
-        ws.dispose()
 
 
 def _loop(page, url, ws, tmp_path, settle, artifacts, mark) -> None:

@@ -21,11 +21,18 @@ from annotations.shapes import shape_from_dict
 from core.cli import main
 from core.ingest.importer import import_paths
 from core.labels.reference import labelled_images
+from core.ml.checkpoint import load_model
+from core.ml.dataset import ResizedCache
+from core.ml.inference import predict_probabilities
+from core.ml.metrics import dataset_scores
+from core.tasks.train import train_items
 from core.versions import get_version, list_versions
 from core.workspace import Workspace
 from db.models import Image
 
 REPO = Path(__file__).resolve().parents[3]
+# In-process commands train and predict: one thread is fastest on a shared 2-core machine.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _pick_images(labels_csv: Path) -> tuple[list[dict], list[dict]]:
@@ -54,17 +61,6 @@ def _link(rows: list[dict], images: Path, folder: Path, manifest: bool) -> None:
             writer.writerows([r["image"], r["patient_id"]] for r in rows)
 
 
-def cli(*args: str) -> tuple[int, dict, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) == 1, f"expected one JSON line, got {done.stdout!r}\n{done.stderr[-2000:]}"
-    return done.returncode, json.loads(lines[0]), done.stderr
-
-
 def run_main(capsys, *args: str) -> tuple[int, dict]:
     capsys.readouterr()
     code = main(list(args))
@@ -73,19 +69,8 @@ def run_main(capsys, *args: str) -> tuple[int, dict]:
     return code, json.loads(lines[0])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # In-process commands train and predict: one thread is fastest on a shared 2-core machine.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, cxr_lungs_dir: Path):
+def trained(tmp_path_factory, cxr_lungs_dir: Path, run_cli):
     root = tmp_path_factory.mktemp("cli")
     train_rows, eval_rows = _pick_images(cxr_lungs_dir.parent / "labels.csv")
     _link(train_rows, cxr_lungs_dir, root / "src", manifest=True)
@@ -96,7 +81,7 @@ def trained(tmp_path_factory, cxr_lungs_dir: Path):
     ws.dispose()
     # The LabelMe JSON beside each image arrives as a revision of reader "import".
     assert len(report.imported) == 12 and len(labelled) == 12, report.summary()
-    code, out, err = cli(
+    code, out, err = run_cli(
         "--workspace", str(root / "ws"), "train", "--label", "lung", "--arch", "unet",
         "--encoder", "resnet18", "--size", "64", "--epochs", "2", "--device", "cpu",
     )  # fmt: skip
@@ -114,11 +99,25 @@ def ws(trained):
 def test_train_prints_the_new_version_and_its_validation_dice(trained, ws):
     _, out, err = trained
     version = get_version(ws, out["model_version"])
-    assert version.is_active and 0.0 <= out["val_dice"] <= 1.0
-    assert out["val_dice"] == version.val_dice
+    assert version.is_active and out["val_dice"] == version.val_dice
     assert out["n_train"] + out["n_val"] == 12 and out["n_val"] >= 1
     assert len(version.history) == 2 and "epoch 2/2" in err
-    assert (ws.root / version.checkpoint_path).is_file()
+    # The version keeps the scores of its best epoch (the first with the highest Dice)...
+    best = max(version.history, key=lambda h: h["val_dice"])
+    assert (out["best_epoch"], out["val_dice"]) == (best["epoch"], best["val_dice"])
+    # ...and its checkpoint scores that Dice again on the validation images of its snapshot.
+    checkpoint = ws.root / version.checkpoint_path
+    assert checkpoint.is_file()
+    val_ids = {image_id for image_id, _revs in version.data_snapshot["val"]}
+    model, _, meta = load_model(checkpoint)
+    items = train_items(ws, labelled_images(ws, "lung"), "lung")
+    cache = ResizedCache(meta.size)
+    pairs = [cache.get(item) for item in items if item.image_id in val_ids]
+    assert len(pairs) == out["n_val"]
+    images = [image.astype(np.float32) / 255 for image, _ in pairs]
+    probs = predict_probabilities(model, images, meta.size, "cpu", 4, meta.normalisation)
+    scores = dataset_scores([p > 0.5 for p in probs], [mask for _, mask in pairs])
+    assert scores["dice"] == pytest.approx(out["val_dice"], abs=1e-6)
 
 
 def test_split_keeps_each_patient_on_one_side(trained, ws):
@@ -141,8 +140,6 @@ def test_evaluate_and_predict_agree_on_files_outside_the_workspace(trained, caps
         "--labelme", str(root / "eval"), "--label", "lung", "--device", "cpu",
     )  # fmt: skip
     assert code == 0 and ev["n_images"] == 4 and ev["skipped"] == []
-    for key in ("dice", "iou", "pixel_accuracy", "pooled_dice"):
-        assert 0.0 <= ev[key] <= 1.0
 
     out = tmp_path / "pred"
     images = sorted((root / "eval").glob("*.jpg"))
@@ -152,7 +149,12 @@ def test_evaluate_and_predict_agree_on_files_outside_the_workspace(trained, caps
     )  # fmt: skip
     assert code == 0 and pr["predicted"] == 4 and pr["refused"] == []
     index = json.loads((out / "index.json").read_text())
-    dices = []
+    # No source name under out/ (it may identify a patient): outputs are numbered in the
+    # order the inputs were given.
+    assert [entry["input"] for entry in index] == [1, 2, 3, 4]
+    written = " ".join([(out / "index.json").read_text(), *(p.name for p in out.iterdir())])
+    assert not any(image_path.stem in written for image_path in images)
+    counts = []
     for entry, image_path in zip(index, images, strict=True):
         stem = out / entry["output"]
         prob = cv2.imread(f"{stem}_prob.png", cv2.IMREAD_UNCHANGED)
@@ -162,16 +164,35 @@ def test_evaluate_and_predict_agree_on_files_outside_the_workspace(trained, caps
         assert prob.shape == mask.shape == (height, width)
         assert (boxes["width"], boxes["height"]) == (width, height)
         assert set(np.unique(mask)) <= {0, 255}
-        n_components = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)[0]
+        # One box per 8-connected region of the mask: its bounding box, and as confidence the
+        # region's mean probability (the written map is rounded to 1/255), highest first.
+        n_components, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (mask > 0).astype(np.uint8), connectivity=8
+        )
         assert len(boxes["boxes"]) == n_components - 1
-        for b in boxes["boxes"]:
-            assert 0 <= b["x0"] < b["x1"] <= width and 0.5 <= b["confidence"] <= 1.0
+        regions = {
+            (x, y, x + w, y + h): prob[labels == k].mean() / 255
+            for k, (x, y, w, h, _area) in enumerate(stats.tolist())
+            if k > 0
+        }
+        found = {(b["x0"], b["y0"], b["x1"], b["y1"]): b["confidence"] for b in boxes["boxes"]}
+        assert found == pytest.approx(regions, abs=1 / 255)
+        confidences = [b["confidence"] for b in boxes["boxes"]]
+        assert confidences == sorted(confidences, reverse=True)
         shapes = json.loads(image_path.with_suffix(".json").read_text())["shapes"]
         truth = label_mask([shape_from_dict(d) for d in shapes], (width, height), "lung")
         pred = mask > 0
-        dices.append(2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1))
+        tp, fp, fn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()
+        counts.append((tp, fp, fn, pred.size - tp - fp - fn))
     # evaluate scores exactly what predict writes, at the original image size.
-    assert ev["dice"] == pytest.approx(float(np.mean(dices)), abs=1e-6)
+    tp, fp, fn, tn = np.array(counts, dtype=float).T  # per image; every image has lungs
+    expected = {
+        "dice": np.mean(2 * tp / (2 * tp + fp + fn)),
+        "iou": np.mean(tp / (tp + fp + fn)),
+        "pixel_accuracy": np.mean((tp + tn) / (tp + fp + fn + tn)),
+        "pooled_dice": 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()),
+    }
+    assert {key: ev[key] for key in expected} == pytest.approx(expected, abs=1e-6)
 
 
 def test_models_lists_and_fine_tuning_makes_a_child_version(trained, capsys):

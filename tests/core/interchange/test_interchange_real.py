@@ -31,10 +31,10 @@ logger.disable("labelme")
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory, cxr_lungs_dir):
+def real(tmp_path_factory, import_real_images):
     root = tmp_path_factory.mktemp("real-set")
     ws = Workspace.open(root / "ws")
-    report = import_paths(ws, [cxr_lungs_dir])
+    report = import_real_images(ws, None)  # the whole folder
     summary = export_workspace(ws, "all", root / "export")
     yield {"ws": ws, "report": report, "summary": summary, "out": root / "export", "root": root}
     ws.dispose()

@@ -4,7 +4,6 @@ training. Everything runs on real X-rays with their LabelMe lung polygons, tiny 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,11 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from sqlalchemy import func, select
 
 from core import jobs
-from core.ingest.importer import import_paths
 from core.tasks.submit import TrainRequest, submit_training
 from core.tasks.train import train
 from core.versions import active_version, list_versions
@@ -38,32 +35,24 @@ LONG_TRAINING = {
 }
 
 
-@pytest.fixture(scope="module")
-def prepared(cxr_lungs_dir: Path, tmp_path_factory) -> Path:
-    """A workspace with 8 labelled X-rays and one trained, active version (built once)."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("jobs") / "ws"
-    ws = Workspace.open(root)
-    jpgs = sorted(cxr_lungs_dir.glob("*.jpg"))[:N_IMAGES]
-    report = import_paths(ws, [str(p) for p in jpgs])
-    assert report.summary()["annotations"] >= N_IMAGES, "LabelMe sidecars were not imported"
+def _train_one_version(ws: Workspace) -> None:
     train(
         ws,
         TrainRequest(
             label="lung", encoder="resnet18", size=32, epochs=1, batch_size=4, device="cpu"
         ),
     )
-    ws.dispose()
-    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(prepared_workspace) -> Path:
+    """A workspace with 8 labelled X-rays and one trained, active version (built once)."""
+    return prepared_workspace("jobs", N_IMAGES, _train_one_version)
 
 
 @pytest.fixture
-def ws(prepared: Path, tmp_path: Path):
-    root = tmp_path / "ws"
-    shutil.copytree(prepared, root)
-    ws = Workspace.open(root)
-    yield ws
-    ws.dispose()
+def ws(prepared: Path, workspace_copy) -> Workspace:
+    return workspace_copy(prepared)
 
 
 @pytest.fixture

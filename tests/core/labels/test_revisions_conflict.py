@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from core.ingest.importer import import_paths
 from core.labels.revisions import latest_revision, revision_history, save_revision
 
 POLY = {"label": "pneumonia", "shape_type": "polygon", "points": [[10, 10], [60, 12], [40, 50]]}
@@ -12,9 +11,8 @@ BOX = {"label": "lung", "shape_type": "rectangle", "points": [[5, 5], [80, 90]]}
 
 
 @pytest.fixture
-def image_id(workspace, cxr_lungs_dir) -> int:
-    jpeg = sorted(cxr_lungs_dir.glob("*.jpg"))[0]
-    (image,) = import_paths(workspace, [jpeg]).imported
+def image_id(workspace, import_real_images) -> int:
+    (image,) = import_real_images(workspace, 1).imported
     return image
 
 

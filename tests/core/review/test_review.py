@@ -3,8 +3,6 @@ and the accept / reject / sign-off actions on a workspace of real X-rays with th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -14,7 +12,6 @@ from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
 from core import review
 from core.imaging.png import encode_png
-from core.ingest.importer import import_paths
 from core.labels.readers import add_reader
 from core.labels.revisions import latest_by_reader, latest_revision, save_revision
 from core.ml.metrics import Box, pixel_counts
@@ -140,11 +137,10 @@ def _fake_version(ws, masks: dict[int, np.ndarray], snapshot: dict | None = None
 
 
 @pytest.fixture
-def reviewed(workspace, cxr_lungs_dir: Path):
+def reviewed(workspace, import_real_images):
     """3 real X-rays with the import reader's lungs; predictions: image 1 exact, image 2 the
     lungs shifted right, image 3 nothing. A second reader labelled image 2 differently."""
-    jpgs = sorted(cxr_lungs_dir.glob("*.jpg"))[:3]
-    assert import_paths(workspace, [str(p) for p in jpgs]).summary()["annotations"] >= 3
+    import_real_images(workspace, 3)
     with workspace.sessions() as s:
         ids = list(s.scalars(select(Image.id).order_by(Image.id)))
     truths = {}

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
-from core.ingest.importer import import_uploads
 from core.labels.catalog import training_pixels
 from core.labels.readers import add_reader
 from core.labels.reference import labelled_images
@@ -23,11 +20,9 @@ def box(label: str, x0: float, y0: float, x1: float, y1: float) -> dict:
 
 
 @pytest.fixture
-def ws(workspace, cxr_lungs_dir: Path):
-    # Uploaded without their JSON, so no revision exists until a test saves one.
-    files = sorted(cxr_lungs_dir.glob("*.jpg"))[:4]
-    report = import_uploads(workspace, [(f"x{i}.jpg", f.read_bytes()) for i, f in enumerate(files)])
-    assert len(report.imported) == 4
+def ws(workspace, import_real_images):
+    # Imported without their JSON, so no revision exists until a test saves one.
+    report = import_real_images(workspace, 4, labelme=False)
     for name in ("ann", "bea", "cid"):
         add_reader(workspace, name)
     workspace.ids = report.imported
