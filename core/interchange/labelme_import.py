@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from annotations.labelme_io import LabelFileError, loads_labelme
+from dataclasses import replace
+
+from annotations.labelme_io import DEFAULT_LIMITS, LabelFileError, LabelMeLimits, loads_labelme
 from annotations.shapes import shape_to_dict
+from core.imaging.formats import MAX_PIXELS, MAX_SIDE
+from core.ingest.sources import max_file_bytes
 from core.labels.readers import ensure_label, get_or_create_reader
-from core.labels.revisions import revision_history, save_revision
+from core.labels.revisions import save_revision_once
 from core.workspace import Workspace
 from db.models import Image
 
 IMPORT_READER = "import"
+
+
+def labelme_limits() -> LabelMeLimits:
+    """The parser's limits with ours: a LabelMe file is capped like any imported file
+    (PNEUMOLAB_MAX_FILE_MB, and at most DEFAULT_LIMITS.max_bytes), embedded images like
+    imported images."""
+    return replace(
+        DEFAULT_LIMITS,
+        max_bytes=min(DEFAULT_LIMITS.max_bytes, max_file_bytes()),
+        max_image_pixels=MAX_PIXELS,
+        max_image_side=MAX_SIDE,
+    )
 
 
 def import_labelme_sidecar(
@@ -27,23 +43,16 @@ def import_labelme_sidecar(
         image = s.get(Image, image_id)
         size = (image.width, image.height)
     try:
-        label_file = loads_labelme(data, source=source, image_size=size)
+        label_file = loads_labelme(data, source=source, image_size=size, limits=labelme_limits())
     except LabelFileError as e:
         raise ValueError(str(e)) from e
     shapes = [shape_to_dict(sh) for sh in label_file.shapes]
     reader = get_or_create_reader(ws, IMPORT_READER, role="annotator")
-    history = revision_history(ws, image_id, reader.name)
-    if any(rev.shapes == shapes for rev in history):
-        return 0
     for label in sorted({d["label"] for d in shapes}):
         ensure_label(ws, label)
-    save_revision(
-        ws,
-        image_id,
-        reader.name,
-        shapes,
-        based_on=history[0].revision if history else None,
-        tool="labelme-import",
-        source="import",
+    # The equality check and the save are one transaction: two processes importing the same
+    # file at once store it once.
+    saved = save_revision_once(
+        ws, image_id, reader.name, shapes, tool="labelme-import", source="import"
     )
-    return len(shapes)
+    return len(shapes) if saved else 0

@@ -13,6 +13,7 @@ from core.workspace import Workspace
 from db import queries
 from db.models import LabelClass, Reader
 
+MAX_LABEL_CHARS = 64  # the label column holds 64
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -54,16 +55,19 @@ def add_reader(ws: Workspace, name: str, role: str = "annotator") -> ReaderInfo:
 
 
 def get_or_create_reader(ws: Workspace, name: str, role: str = "annotator") -> ReaderInfo:
-    with ws.sessions() as s:
-        r = queries.reader_by_name(s, name)
-        if r is not None:
-            return ReaderInfo(r.id, r.name, r.role)
-    try:
-        return add_reader(ws, name, role)
-    except ValueError:
+    """The reader called `name`, added with `role` if there is none; when another process
+    adds it at the same moment, that one is returned."""
+    for _ in range(2):
         with ws.sessions() as s:
             r = queries.reader_by_name(s, name)
-            return ReaderInfo(r.id, r.name, r.role)
+            if r is not None:
+                return ReaderInfo(r.id, r.name, r.role)
+        try:
+            return add_reader(ws, name, role)
+        except ValueError as e:
+            if not isinstance(e.__cause__, IntegrityError):
+                raise  # an empty name or an unknown role, not a concurrent add
+    raise ValueError(f"reader {name!r} could not be added")  # added and removed meanwhile
 
 
 def list_labels(ws: Workspace) -> list[LabelInfo]:
@@ -71,10 +75,14 @@ def list_labels(ws: Workspace) -> list[LabelInfo]:
         return [LabelInfo(c.id, c.name, c.color) for c in queries.label_classes(s)]
 
 
+def _check_label_name(name: str) -> None:
+    if not name.strip() or len(name) > MAX_LABEL_CHARS:
+        raise ValueError(f"label name must be 1 to {MAX_LABEL_CHARS} characters")
+
+
 def add_label(ws: Workspace, name: str, color: str = "#ffcc00") -> LabelInfo:
     name = name.strip()
-    if not name or len(name) > 64:
-        raise ValueError("label name must be 1 to 64 characters")
+    _check_label_name(name)
     if not _COLOR.match(color):
         raise ValueError(f"colour {color!r} is not of the form #RRGGBB")
     try:
@@ -88,6 +96,13 @@ def add_label(ws: Workspace, name: str, color: str = "#ffcc00") -> LabelInfo:
 
 
 def ensure_label(ws: Workspace, name: str) -> None:
-    with ws.sessions.begin() as s:
-        if s.scalar(select(LabelClass.id).where(LabelClass.name == name)) is None:
-            s.add(LabelClass(name=name, color="#ffcc00"))
+    """Add label class `name` unless it exists (also when another process adds it now)."""
+    _check_label_name(name)
+    try:
+        with ws.sessions.begin() as s:
+            if s.scalar(select(LabelClass.id).where(LabelClass.name == name)) is None:
+                s.add(LabelClass(name=name, color="#ffcc00"))
+    except IntegrityError:
+        with ws.sessions() as s:
+            if s.scalar(select(LabelClass.id).where(LabelClass.name == name)) is None:
+                raise

@@ -7,13 +7,19 @@ reports the conflict so the UI can let the reader choose. Newest wins on display
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from annotations.shapes import shape_from_dict, shape_to_dict, validate_shapes
+from core.labels.provenance import Origin, origin_of_save
 from core.vocab import FINDINGS, NEGATIVE_FINDINGS, REVISION_SOURCES
 from core.workspace import Workspace
 from db import queries
@@ -33,6 +39,12 @@ class RevisionInfo:
     shapes: list[dict]
     image_width: int
     image_height: int
+    origin: str = "drawn"  # core.labels.provenance
+
+    @property
+    def provenance(self) -> str:
+        """Where the shapes came from, in plain words ("corrected from model v3")."""
+        return Origin(self.origin, self.model_version_id).describe()
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ def _info(rev: AnnotationRevision, reader: str) -> RevisionInfo:
         shapes=list(rev.shapes),
         image_width=rev.image_width,
         image_height=rev.image_height,
+        origin=rev.origin,
     )
 
 
@@ -78,37 +91,153 @@ def save_revision(
 ) -> SaveResult:
     """Validate `shapes` (original-pixel LabelMe-style dicts) and store them as a new revision.
 
-    Raises ValueError (ShapeError) naming the bad shape; then nothing is saved.
+    Safe when the same reader saves the same image at the same moment (two tabs, another
+    process): each save becomes its own revision, numbered in turn, and a save not based on
+    the newest revision reports it as the conflict. Raises ValueError (ShapeError) naming the
+    bad shape; then nothing is saved.
     """
+    stored = _checked_shapes(ws, image_id, shapes, source)
+    return _in_write_transaction(
+        ws,
+        lambda s: _add_revision(
+            s, image_id, reader, stored, based_on, tool, source, model_version_id, comment
+        ),
+    )
+
+
+def save_revision_once(
+    ws: Workspace,
+    image_id: int,
+    reader: str,
+    shapes: Sequence[dict],
+    *,
+    tool: str,
+    source: str,
+    comment: str | None = None,
+) -> SaveResult | None:
+    """Store `shapes` as the reader's new revision, based on its newest, unless one of the
+    reader's revisions of this image already holds exactly these shapes: then store nothing
+    and return None. The look and the save are one transaction, so processes importing the
+    same file at once store it once."""
+    stored = _checked_shapes(ws, image_id, shapes, source)
+
+    def once(s: Session) -> SaveResult | None:
+        _locked_image(s, image_id)  # before looking: a concurrent import waits until we saved
+        rd = _reader(s, reader)
+        earlier = s.scalars(
+            select(AnnotationRevision.shapes).where(
+                AnnotationRevision.image_id == image_id, AnnotationRevision.reader_id == rd.id
+            )
+        )
+        if any(shapes_of == stored for shapes_of in earlier):
+            return None
+        newest = _newest(s, AnnotationRevision, image_id, rd.id)
+        based_on = newest.revision if newest else None
+        return _add_revision(s, image_id, reader, stored, based_on, tool, source, None, comment)
+
+    return _in_write_transaction(ws, once)
+
+
+def _checked_shapes(
+    ws: Workspace, image_id: int, shapes: Sequence[dict], source: str
+) -> list[dict]:
+    """The stored form of `shapes`, validated against the image (outside the write lock:
+    an image's size never changes)."""
     if source not in REVISION_SOURCES:
         raise ValueError(f"unknown source {source!r}; one of {', '.join(REVISION_SOURCES)}")
-    with ws.sessions.begin() as s:
+    with ws.sessions() as s:
         image = s.get(Image, image_id)
         if image is None:
             raise ValueError(f"image {image_id} is not in this workspace")
         size = (image.width, image.height)
-        valid = validate_shapes([shape_from_dict(d) for d in shapes], size)
-        rd = _reader(s, reader)
-        latest = _newest(s, AnnotationRevision, image_id, rd.id)
-        latest_no = latest.revision if latest else 0
-        conflict = _info(latest, rd.name) if latest and based_on != latest_no else None
-        rev = AnnotationRevision(
-            image_id=image_id,
-            reader_id=rd.id,
-            revision=latest_no + 1,
-            based_on_revision=based_on,
-            tool=tool,
-            source=source,
-            model_version_id=model_version_id,
-            image_width=image.width,
-            image_height=image.height,
-            shapes=[shape_to_dict(sh) for sh in valid],
-            comment=comment,
+    valid = validate_shapes([shape_from_dict(d) for d in shapes], size)
+    return [shape_to_dict(sh) for sh in valid]
+
+
+def _add_revision(
+    s: Session,
+    image_id: int,
+    reader: str,
+    stored: list[dict],
+    based_on: int | None,
+    tool: str,
+    source: str,
+    model_version_id: int | None,
+    comment: str | None,
+) -> SaveResult:
+    """Number and add the revision, inside a write transaction (`_in_write_transaction`)."""
+    image = _locked_image(s, image_id)
+    rd = _reader(s, reader)
+    latest = _newest(s, AnnotationRevision, image_id, rd.id)
+    latest_no = latest.revision if latest else 0
+    conflict = _info(latest, rd.name) if latest and based_on != latest_no else None
+    base = None
+    if based_on is not None:
+        base_row = s.scalar(
+            select(AnnotationRevision).where(
+                AnnotationRevision.image_id == image_id,
+                AnnotationRevision.reader_id == rd.id,
+                AnnotationRevision.revision == based_on,
+            )
         )
-        s.add(rev)
-        s.flush()
-        _refresh_status(s, image)
-        return SaveResult(_info(rev, rd.name), conflict)
+        base = Origin(base_row.origin, base_row.model_version_id) if base_row else None
+    origin = origin_of_save(source, tool, model_version_id, base)
+    rev = AnnotationRevision(
+        image_id=image_id,
+        reader_id=rd.id,
+        revision=latest_no + 1,
+        based_on_revision=based_on,
+        tool=tool,
+        source=source,
+        origin=origin.origin,
+        model_version_id=origin.model_version_id,
+        image_width=image.width,
+        image_height=image.height,
+        shapes=stored,
+        comment=comment,
+    )
+    s.add(rev)
+    s.flush()
+    _refresh_status(s, image)
+    return SaveResult(_info(rev, rd.name), conflict)
+
+
+def _locked_image(s: Session, image_id: int) -> Image:
+    """The image row, locked until the transaction ends (PostgreSQL SELECT ... FOR UPDATE;
+    SQLite's BEGIN IMMEDIATE already holds the whole database): saves and findings of one
+    image take turns, so each reads the newest revision and status the one before wrote."""
+    image = s.get(Image, image_id, with_for_update=True)
+    if image is None:
+        raise ValueError(f"image {image_id} is not in this workspace")
+    return image
+
+
+_T = TypeVar("_T")
+_ATTEMPTS = 8
+
+
+def _in_write_transaction(ws: Workspace, work: Callable[[Session], _T]) -> _T:
+    """work(session) in one transaction holding the write lock, committed; started afresh
+    (bounded) when a concurrent writer won a race the locks did not prevent: a revision
+    number taken meanwhile, a lock wait past SQLite's busy timeout, a PostgreSQL
+    serialization failure or deadlock. Other errors, and the last attempt's, propagate."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with ws.write_sessions.begin() as s:
+                return work(s)
+        except (IntegrityError, OperationalError) as e:
+            if attempt == _ATTEMPTS or not _lost_a_race(e):
+                raise
+            time.sleep(random.uniform(0.0, 0.02 * attempt))  # let the winner commit
+    raise AssertionError("unreachable")
+
+
+def _lost_a_race(e: IntegrityError | OperationalError) -> bool:
+    code = getattr(e.orig, "sqlstate", None)  # psycopg
+    text = str(e.orig).lower()
+    if isinstance(e, IntegrityError):
+        return code == "23505" or "unique constraint failed" in text
+    return code in ("40001", "40P01") or "database is locked" in text
 
 
 def latest_revision(ws: Workspace, image_id: int, reader: str) -> RevisionInfo | None:
@@ -137,17 +266,20 @@ def latest_by_reader(ws: Workspace, image_id: int) -> dict[str, RevisionInfo]:
 
 
 def set_finding(ws: Workspace, image_id: int, reader: str, finding: str) -> None:
-    """Record an image-level finding (append-only; the newest per reader counts)."""
+    """Record an image-level finding (append-only; the newest per reader counts). Findings
+    of one image, by any reader, are recorded one after the other, so the image's status is
+    computed from all of them."""
     if finding not in FINDINGS:
         raise ValueError(f"unknown finding {finding!r}; choose one of {', '.join(FINDINGS)}")
-    with ws.sessions.begin() as s:
-        image = s.get(Image, image_id)
-        if image is None:
-            raise ValueError(f"image {image_id} is not in this workspace")
+
+    def add(s: Session) -> None:
+        image = _locked_image(s, image_id)
         rd = _reader(s, reader)
         s.add(ImageFinding(image_id=image_id, reader_id=rd.id, finding=finding))
         s.flush()
         _refresh_status(s, image)
+
+    _in_write_transaction(ws, add)
 
 
 def latest_finding(ws: Workspace, image_id: int, reader: str) -> str | None:
