@@ -9,6 +9,15 @@ and any other unknown key are kept and written back. Writes what labelme 6.3.1's
 
 Every error is a `LabelFileError` whose message starts with the file it is about, then names
 the key or shape and the rule broken, so a user can open the file and fix it.
+
+Reading is bounded (`LabelMeLimits`): file size, nesting depth, vertices per shape, label
+length, the size of unknown keys and of embedded images are checked before the costly step,
+and a JSON object with a duplicate key is refused (json would keep the last one silently: a
+second ``"shapes": []`` would un-label the image). labelme's own ``mask`` shapes (a base64
+PNG over the box given by their two points, from its AI tools) are read as polygons, one per
+connected region (OpenCV contours through the region's boundary pixels, which the rasteriser
+fills back to the same pixels; holes are filled and isolated single pixels dropped), so they
+export as polygons labelme opens like any other.
 """
 
 from __future__ import annotations
@@ -17,16 +26,26 @@ import base64
 import binascii
 import io
 import json
+import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import PIL.Image
 
 from annotations._frozen import FrozenMap, thaw
 from annotations.files import atomic_write_bytes
-from annotations.shapes import Shape, ShapeError, shape_from_dict, shape_to_dict, validate_shapes
+from annotations.shapes import (
+    Shape,
+    ShapeError,
+    shape_from_dict,
+    shape_to_dict,
+    validate_shape,
+    validate_shapes,
+)
 
 # The version we write when a file came without one (labelme 3.x did not record it).
 DEFAULT_VERSION = "5.5.0"
@@ -36,6 +55,39 @@ _RESERVED = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeigh
 
 class LabelFileError(ValueError):
     """A LabelMe file that cannot be read or written; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class LabelMeLimits:
+    """What one LabelMe file may cost to read; every limit broken is refused by name."""
+
+    max_bytes: int = 64 * 1024**2  # the JSON file, imageData included
+    max_depth: int = 32  # LabelMe itself needs 5: file, shapes, shape, points, point
+    max_vertices: int = 100_000  # per shape; a traced lung has ~1,000
+    max_label_chars: int = 64  # the label-class rule (core.labels.readers.add_label)
+    max_extra_bytes: int = 64 * 1024  # unknown keys, as JSON: top level, and per shape
+    max_description_chars: int = 64 * 1024
+    max_image_pixels: int = 60_000_000  # imageData and mask PNGs, read from their headers
+    max_image_side: int = 16_384
+
+
+DEFAULT_LIMITS = LabelMeLimits()
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = 4
+_SHORT.maxlevel = 2
+# A JSON string (escapes included), unrolled so the C regex engine runs without backtracking.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def _amount(n: int) -> str:
+    return f"{n / 1024**2:.3g} MB" if n >= 1024**2 else f"{n:,} bytes"
+
+
+def _show(value: Any) -> str:
+    """A short repr for messages: file content can be megabytes."""
+    return _SHORT.repr(value)
 
 
 # The name the issue uses; both spell the same class.
@@ -70,17 +122,42 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _image_data_size(b64: str, source: str) -> tuple[int, int]:
+def _image_data_size(
+    b64: str, source: str, limits: LabelMeLimits = DEFAULT_LIMITS
+) -> tuple[int, int]:
     """(width, height) of embedded imageData; only the image header is decoded."""
     try:
         raw = base64.b64decode(b64, validate=True)
         with PIL.Image.open(io.BytesIO(raw)) as im:
-            return im.size
+            size = im.size
+    except PIL.Image.DecompressionBombError as e:
+        raise LabelFileError(
+            f"{source}: imageData is an image over the limit of {limits.max_image_side} px a "
+            f"side and {limits.max_image_pixels // 1_000_000} megapixels (a decompression "
+            "bomb?); set it to null to use the image file instead"
+        ) from e
+    except PIL.UnidentifiedImageError as e:
+        raise LabelFileError(
+            f"{source}: imageData is not a base64-encoded image (its content is not an image "
+            "format that can be read); set it to null to use the image file instead"
+        ) from e
     except (binascii.Error, ValueError, OSError) as e:
         raise LabelFileError(
-            f"{source}: imageData is not a base64-encoded image ({e}); "
+            f"{source}: imageData is not a base64-encoded image ({type(e).__name__}); "
             "set it to null to use the image file instead"
         ) from e
+    _check_pixels(size, f"{source}: imageData", limits)
+    return size
+
+
+def _check_pixels(size: tuple[int, int], what: str, limits: LabelMeLimits) -> None:
+    w, h = size
+    if max(w, h) > limits.max_image_side or w * h > limits.max_image_pixels:
+        raise LabelFileError(
+            f"{what} is an image of {w} x {h} pixels, over the limit of "
+            f"{limits.max_image_side} px a side and {limits.max_image_pixels // 1_000_000} "
+            "megapixels (a decompression bomb?)"
+        )
 
 
 def _check_top_level(data: Any, source: str) -> None:
@@ -102,20 +179,28 @@ def _check_top_level(data: Any, source: str) -> None:
         "shapes": (lambda v: isinstance(v, list), "a list"),
         "imagePath": (lambda v: isinstance(v, str), "a string"),
         "imageData": (lambda v: v is None or isinstance(v, str), "a base64 string or null"),
-        "imageHeight": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer"),
-        "imageWidth": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer"),
+        "imageHeight": (
+            lambda v: v is None or (_is_int(v) and 0 < v < 2**31),
+            "a positive integer",
+        ),
+        "imageWidth": (lambda v: v is None or (_is_int(v) and 0 < v < 2**31), "a positive integer"),
     }
     for key, (ok, what) in rules.items():
         if key in data and not ok(data[key]):
-            raise LabelFileError(f"{source}: {key} must be {what}, got {data[key]!r}")
+            raise LabelFileError(f"{source}: {key} must be {what}, got {_show(data[key])}")
 
 
-def _resolve_size(data: dict, source: str, image_size: tuple[int, int] | None) -> tuple[int, int]:
+def _resolve_size(
+    data: dict,
+    source: str,
+    image_size: tuple[int, int] | None,
+    limits: LabelMeLimits = DEFAULT_LIMITS,
+) -> tuple[int, int]:
     """The image's (width, height): declared, embedded and actual sizes must all agree."""
     declared = (data.get("imageWidth"), data.get("imageHeight"))
     sizes: list[tuple[str, tuple[int | None, int | None]]] = [("declared", declared)]
     if data.get("imageData") is not None:
-        sizes.append(("imageData", _image_data_size(data["imageData"], source)))
+        sizes.append(("imageData", _image_data_size(data["imageData"], source, limits)))
     if image_size is not None:
         sizes.append(("image", tuple(image_size)))
     known = [(name, s) for name, s in sizes if None not in s]
@@ -137,19 +222,155 @@ def _resolve_size(data: dict, source: str, image_size: tuple[int, int] | None) -
     return int(width), int(height)
 
 
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _shape_ref(d: Any, index: int) -> str:
+    """'shape #2 'lung'' with the label cut short: a label can be megabytes."""
+    label = d.get("label") if isinstance(d, Mapping) else None
+    return f"shape #{index}" + (f" {_show(label)}" if isinstance(label, str) else "")
+
+
+def _check_shape_limits(d: Any, index: int, source: str, limits: LabelMeLimits) -> None:
+    """The cost limits of one shape dict, checked before it is converted or validated."""
+    if not isinstance(d, Mapping):
+        return  # shape_from_dict names the rule
+    where = f"{source}: {_shape_ref(d, index)}"
+    label = d.get("label")
+    if isinstance(label, str) and len(label) > limits.max_label_chars:
+        raise LabelFileError(
+            f"{where}: label is {len(label)} characters, over the "
+            f"{limits.max_label_chars}-character limit for a label name"
+        )
+    points = d.get("points")
+    if isinstance(points, list | tuple) and len(points) > limits.max_vertices:
+        raise LabelFileError(
+            f"{where}: {len(points)} vertices, over the limit of {limits.max_vertices} per "
+            "shape; simplify the outline in labelme"
+        )
+    description = d.get("description")
+    if isinstance(description, str) and len(description) > limits.max_description_chars:
+        raise LabelFileError(
+            f"{where}: description is {len(description)} characters, over the limit of "
+            f"{limits.max_description_chars}"
+        )
+    skip = _SHAPE_KEYS | ({"mask"} if d.get("shape_type") == "mask" else set())
+    extra = {k: v for k, v in d.items() if k not in skip}
+    if extra and _json_size(extra) > limits.max_extra_bytes:
+        raise LabelFileError(
+            f"{where}: its extra keys {_show(sorted(extra))} are over the limit of "
+            f"{limits.max_extra_bytes} bytes"
+        )
+
+
+# labelme's per-shape keys (labelme._label_file._load_shape_json_obj) but "mask", which only a
+# mask shape uses as such (on other shapes a mask string is kept, and counted, as an extra).
+_SHAPE_KEYS = frozenset({"label", "points", "group_id", "description", "shape_type", "flags"})
+
+
+def _mask_shapes(
+    d: Mapping, index: int, size: tuple[int, int], source: str, limits: LabelMeLimits
+) -> list[dict]:
+    """labelme's mask shape as polygon dicts, one per connected region of the mask.
+
+    The box is labelme's: ``(x1, y1), (x2, y2) = np.asarray(points).astype(int)`` and the
+    mask fills ``[y1:y2+1, x1:x2+1]`` (labelme.utils.shapes_to_label).
+    """
+    import cv2  # imported here: only files with mask shapes need OpenCV
+
+    where = f"{source}: {_shape_ref(d, index)} (mask)"
+    points, b64 = d.get("points"), d.get("mask")
+    corners_ok = (
+        isinstance(points, list)
+        and len(points) == 2
+        and all(
+            # abs() < 2**31 also refuses NaN and infinities, without converting huge ints.
+            isinstance(p, list) and len(p) == 2 and all(_is_number(v) and abs(v) < 2**31 for v in p)
+            for p in points
+        )
+    )
+    if not corners_ok:
+        raise LabelFileError(
+            f"{where}: points must be the mask box's two corners [[x1, y1], [x2, y2]]"
+        )
+    if not isinstance(b64, str):
+        raise LabelFileError(f"{where}: mask must be a base64-encoded PNG")
+    (x1, y1), (x2, y2) = np.asarray(points, dtype=np.float64).astype(int).tolist()
+    width, height = size
+    if not (0 <= x1 <= x2 < width and 0 <= y1 <= y2 < height):
+        raise LabelFileError(f"{where}: the mask box lies outside the {width}x{height} image")
+    try:
+        with PIL.Image.open(io.BytesIO(base64.b64decode(b64, validate=True))) as im:
+            _check_pixels(im.size, where, limits)
+            if im.size != (x2 - x1 + 1, y2 - y1 + 1):
+                raise LabelFileError(
+                    f"{where}: the mask is {im.size[0]}x{im.size[1]} pixels but its box is "
+                    f"{x2 - x1 + 1}x{y2 - y1 + 1}"
+                )
+            mask = np.asarray(im)
+    except LabelFileError:
+        raise
+    except PIL.Image.DecompressionBombError as e:
+        raise LabelFileError(f"{where}: the mask image is over the size limit") from e
+    except (binascii.Error, ValueError, OSError, SyntaxError) as e:
+        raise LabelFileError(
+            f"{where}: mask is not a base64-encoded PNG that can be read ({type(e).__name__})"
+        ) from e
+    if mask.ndim != 2:
+        raise LabelFileError(f"{where}: the mask must be a one-channel (black and white) PNG")
+    contours, _ = cv2.findContours(
+        mask.astype(bool).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    keep = {k: v for k, v in d.items() if k not in ("points", "shape_type", "mask")}
+    out = []
+    for contour in sorted(contours, key=lambda c: (int(c[:, 0, 1].min()), int(c[:, 0, 0].min()))):
+        vertices = (contour.reshape(-1, 2) + (x1, y1)).astype(float).tolist()
+        distinct = len({tuple(v) for v in vertices})
+        if distinct >= 3:
+            out.append({**keep, "points": vertices, "shape_type": "polygon"})
+        elif distinct == 2:  # a straight line one pixel wide: its two ends, one pixel thick
+            ends = [vertices[0], next(v for v in vertices if v != vertices[0])]
+            out.append({**keep, "points": ends, "shape_type": "linestrip", "stroke_width": 1.0})
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def parse_labelme(
-    data: Any, source: str = "LabelMe file", image_size: tuple[int, int] | None = None
+    data: Any,
+    source: str = "LabelMe file",
+    image_size: tuple[int, int] | None = None,
+    limits: LabelMeLimits = DEFAULT_LIMITS,
 ) -> LabelFile:
     """Validate a decoded LabelMe JSON object and return it with validated shapes.
 
     `image_size` (width, height) is the real image's size when known; it must match the
-    file's. Shapes are checked against the image and clipped to it (see annotations.shapes).
+    file's. Shapes are checked against the image and clipped to it (see annotations.shapes);
+    labelme ``mask`` shapes become polygons (module docstring). `limits` bound the cost.
     """
     _check_top_level(data, source)
-    width, height = _resolve_size(data, source, image_size)
+    extra = {k: v for k, v in data.items() if k not in _RESERVED}
+    if extra and _json_size(extra) > limits.max_extra_bytes:
+        raise LabelFileError(
+            f"{source}: extra keys {_show(sorted(extra))} are over the limit of "
+            f"{limits.max_extra_bytes} bytes"
+        )
+    width, height = _resolve_size(data, source, image_size, limits)
+    dicts: list[tuple[int, Any]] = []
+    for i, d in enumerate(data["shapes"]):
+        _check_shape_limits(d, i, source, limits)
+        if isinstance(d, Mapping) and d.get("shape_type") == "mask":
+            for polygon in _mask_shapes(d, i, (width, height), source, limits):
+                _check_shape_limits(polygon, i, source, limits)
+                dicts.append((i, polygon))
+        else:
+            dicts.append((i, d))
     try:
-        shapes = validate_shapes(
-            [shape_from_dict(d, index=i) for i, d in enumerate(data["shapes"])], (width, height)
+        shapes = tuple(
+            validate_shape(shape_from_dict(d, index=i), (width, height), index=i) for i, d in dicts
         )
     except ShapeError as e:
         raise LabelFileError(f"{source}: {e}") from e
@@ -161,35 +382,86 @@ def parse_labelme(
         image_data=data.get("imageData"),
         image_height=height,
         image_width=width,
-        extra={k: v for k, v in data.items() if k not in _RESERVED},
+        extra=extra,
     )
 
 
+def _nesting_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest, from the text, before json builds anything."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    opens = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((opens == ord("[")) | (opens == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def loads_labelme(
-    text: str | bytes, source: str = "LabelMe file", image_size: tuple[int, int] | None = None
+    text: str | bytes,
+    source: str = "LabelMe file",
+    image_size: tuple[int, int] | None = None,
+    limits: LabelMeLimits = DEFAULT_LIMITS,
 ) -> LabelFile:
-    """Parse LabelMe JSON text; invalid or truncated JSON is a LabelFileError."""
+    """Parse LabelMe JSON text; invalid, truncated, oversized, too deeply nested JSON or
+    JSON with a duplicate key is a LabelFileError."""
+    # Text is measured and scanned as UTF-8 (surrogates passed through: json decides on them).
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if len(raw) > limits.max_bytes:
+        raise LabelFileError(
+            f"{source}: {_amount(len(raw))}, over the limit of {_amount(limits.max_bytes)} "
+            "for a LabelMe file"
+        )
+    depth = _nesting_depth(raw)
+    if depth > limits.max_depth:
+        raise LabelFileError(
+            f"{source}: JSON nested {depth} levels deep, over the limit of {limits.max_depth}; "
+            "is this a LabelMe file?"
+        )
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj:
+                raise LabelFileError(
+                    f"{source}: duplicate key {_show(key)} in one JSON object; "
+                    "JSON readers would silently keep only the last one"
+                )
+            obj[key] = value
+        return obj
+
     try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8-sig")
-        data = json.loads(text)
+        decoded = text if isinstance(text, str) else raw.decode("utf-8-sig")
+        data = json.loads(decoded, object_pairs_hook=unique_keys)
     except UnicodeDecodeError as e:
-        raise LabelFileError(f"{source}: not UTF-8 text ({e}); is this a LabelMe file?") from e
+        raise LabelFileError(
+            f"{source}: not UTF-8 text (byte {e.start}); is this a LabelMe file?"
+        ) from e
     except json.JSONDecodeError as e:
         raise LabelFileError(
             f"{source}: not valid JSON at line {e.lineno} column {e.colno} ({e.msg}); "
             "the file may be truncated or not a LabelMe file"
         ) from e
-    return parse_labelme(data, source=source, image_size=image_size)
+    except RecursionError as e:  # the depth check above should have caught it
+        raise LabelFileError(f"{source}: JSON nested too deeply to read") from e
+    except LabelFileError:
+        raise
+    except ValueError as e:  # an integer of over 4,300 digits (Python's int conversion limit)
+        raise LabelFileError(
+            f"{source}: a number has too many digits to be read (over 4,300)"
+        ) from e
+    return parse_labelme(data, source=source, image_size=image_size, limits=limits)
 
 
-def read_labelme(path: str | Path, image_size: tuple[int, int] | None = None) -> LabelFile:
+def read_labelme(
+    path: str | Path,
+    image_size: tuple[int, int] | None = None,
+    limits: LabelMeLimits = DEFAULT_LIMITS,
+) -> LabelFile:
     """Read and validate the LabelMe file at `path`."""
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as f:
+            raw = f.read(limits.max_bytes + 1)  # one byte over is enough to refuse
     except OSError as e:
         raise LabelFileError(f"{path}: cannot read ({e.strerror or e})") from e
-    return loads_labelme(raw, source=str(path), image_size=image_size)
+    return loads_labelme(raw, source=str(path), image_size=image_size, limits=limits)
 
 
 def labelme_to_dict(
@@ -277,6 +549,7 @@ __all__ = [
     "LabelFile",
     "LabelFileError",
     "LabelMeError",
+    "LabelMeLimits",
     "dumps_labelme",
     "labelme_to_dict",
     "loads_labelme",

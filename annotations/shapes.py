@@ -102,13 +102,28 @@ def _bad_point(points: Any) -> tuple[int, Any] | None:
     return None
 
 
+# JSON integers have no size limit; one beyond float range cannot be a pixel position.
+MAX_GROUP_ID = 2**53  # the largest integer a browser's numbers hold exactly
+
+
+def _as_float_points(shape: Any, points: Any, index: int | None) -> np.ndarray:
+    """(n, 2) float64 vertices; a coordinate too large for a float is refused by point."""
+    try:
+        return np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    except OverflowError:
+        i = next((i for i, p in enumerate(points) if any(abs(v) > 1e300 for v in p)), len(points))
+        raise _fail(
+            shape, index, f"point {i} has a coordinate too large to be a pixel position"
+        ) from None
+
+
 def _check_points(shape: Shape, index: int | None) -> np.ndarray:
     bad = _bad_point(shape.points)
     if bad is not None:
         raise _fail(
             shape, index, f"point {bad[0]} must be a pair of numbers [x, y], got {bad[1]!r}"
         )
-    points = np.array(shape.points, dtype=np.float64).reshape(-1, 2)
+    points = _as_float_points(shape, shape.points, index)
     finite = np.isfinite(points).all(axis=1)
     if not finite.all():
         i = int(np.argmin(finite))
@@ -166,6 +181,7 @@ def validate_shape(shape: Shape, image_size: tuple[int, int], index: int | None 
     points = _check_points(shape, index)
     if shape.stroke_width is not None and not (
         _is_number(shape.stroke_width)
+        and abs(shape.stroke_width) < 1e300  # before isfinite: a huge int overflows a float
         and math.isfinite(shape.stroke_width)
         and shape.stroke_width > 0
     ):
@@ -176,6 +192,8 @@ def validate_shape(shape: Shape, image_size: tuple[int, int], index: int | None 
         isinstance(shape.group_id, int) and not isinstance(shape.group_id, bool)
     ):
         raise _fail(shape, index, f"group_id must be an integer or null, got {shape.group_id!r}")
+    if shape.group_id is not None and abs(shape.group_id) > MAX_GROUP_ID:
+        raise _fail(shape, index, "group_id is too large (at most 2**53 in magnitude)")
     clashes = sorted(set(shape.extra) & _FIELD_KEYS)
     if clashes:
         raise _fail(shape, index, f"extra keys clash with shape fields: {clashes}")
@@ -250,6 +268,10 @@ def shape_from_dict(d: Any, index: int | None = None) -> Shape:
         group_id is None or (isinstance(group_id, int) and not isinstance(group_id, bool)),
         f"group_id must be an integer or null, got {group_id!r}",
     )
+    need(
+        group_id is None or abs(group_id) <= MAX_GROUP_ID,
+        "group_id is too large (at most 2**53 in magnitude)",
+    )
     description = d.get("description")
     description = "" if description is None else description  # null: older labelme files
     need(isinstance(description, str), f"description must be a string, got {description!r}")
@@ -267,13 +289,18 @@ def shape_from_dict(d: Any, index: int | None = None) -> Shape:
         stroke_width is None or _is_number(stroke_width),
         f"stroke_width must be a number, got {stroke_width!r}",
     )
+    need(
+        # Floats (inf included) are judged by validate_shape; a huge int would overflow.
+        stroke_width is None or isinstance(stroke_width, float) or abs(stroke_width) < 1e300,
+        "stroke_width is too large to be a number of pixels",
+    )
     extra = {k: v for k, v in d.items() if k not in _FIELD_KEYS and k != "mask"}
     if mask is not None:
         extra["mask"] = mask
     return Shape(
         label=d["label"],
         shape_type=shape_type,
-        points=np.asarray(points, dtype=np.float64).reshape(-1, 2).tolist(),
+        points=_as_float_points(d, points, index).tolist(),
         group_id=group_id,
         description=description,
         flags=flags,

@@ -49,3 +49,9 @@ if last:
             "Fix or re-export these files and import them again:"
         )
         st.table([{"file": r["path"], "reason": r["reason"]} for r in last["refused"]])
+    if last.get("skipped"):
+        st.info(
+            f"{len(last['skipped'])} file(s) skipped: not X-rays this import reads, or a "
+            "LabelMe JSON without its image. Nothing was stored from them:"
+        )
+        st.table([{"file": r["path"], "reason": r["reason"]} for r in last["skipped"]])

@@ -8,6 +8,7 @@ from core.imaging.display import (
     Window,
     apply_window,
     default_window,
+    full_scale_window,
     render_display,
     window_presets,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Window",
     "apply_window",
     "default_window",
+    "full_scale_window",
     "is_dicom_bytes",
     "load_image",
     "load_image_file",

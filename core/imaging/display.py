@@ -52,6 +52,15 @@ def window_presets(
     }
 
 
+def full_scale_window(lo: float, hi: float) -> Window:
+    """The window apply_window maps exactly onto 0..255 from lo..hi: 255 * (v - lo) / (hi - lo).
+
+    PS3.3's linear function puts the window's ends at c - 0.5 -/+ (w - 1) / 2, hence the half
+    unit and the extra one: the default window of a VOI output the header already shaped.
+    """
+    return Window(center=(lo + hi) / 2 + 0.5, width=hi - lo + 1)
+
+
 def apply_window(pixels: np.ndarray, window: Window) -> np.ndarray:
     """Linear window/level to uint8 (DICOM PS3.3 C.11.2.1.2 linear function)."""
     c, w = float(window.center), max(float(window.width), 1.0)

@@ -7,6 +7,7 @@ convention.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,11 @@ def check_size(width: int, height: int) -> None:
 
 
 def is_dicom_bytes(data: bytes) -> bool:
+    """True when the bytes carry DICOM's 128-byte preamble and b"DICM" prefix.
+
+    Ours, not pydicom.misc.is_dicom: that one open()s a path (no file-like object), and
+    uploads and .zip members reach us as bytes; it performs the same test (PS3.10 7.1).
+    """
     return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
@@ -76,7 +82,60 @@ def sniff_format(data: bytes, name: str = "") -> str | None:
     return None
 
 
+def unsupported_format(data: bytes) -> str | None:
+    """'TIFF', 'BMP', 'WebP' or 'GIF' when the bytes are such an image (we import none)."""
+    if data[:4] in (b"II*\0", b"MM\0*"):
+        return "TIFF"
+    if data[:2] == b"BM":
+        return "BMP"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    return None
+
+
 # --- PNG / JPEG --------------------------------------------------------------------------
+
+_OBJECT_REPR = re.compile(r"\s*<[^<>]*? at 0x[0-9a-fA-F]+>")
+
+
+def _plain(e: Exception) -> str:
+    """Pillow's message without object reprs ("cannot identify image file <_io.BytesIO ...>")."""
+    return _OBJECT_REPR.sub("", str(e)) or type(e).__name__
+
+
+def _labelme_orientation(im: PILImage.Image) -> PILImage.Image:
+    """The image as labelme shows it, so that LabelMe shapes drawn on it line up.
+
+    labelme 6.3.1 (labelme.utils.image.apply_exif_orientation, called by
+    labelme._label_file.read_image_file) rotates by EXIF Orientation when it loads an image,
+    and its shapes are in that rotated frame. This is that function step for step (not
+    PIL.ImageOps.exif_transpose, whose choices for 5 and 7 are the same pixels but which also
+    rewrites metadata). EXIF that cannot be parsed is treated as none.
+    """
+    try:
+        exif = im._getexif()  # what labelme reads: the legacy dict, {tag number: value}
+    except AttributeError:
+        exif = None
+    except Exception:  # noqa: BLE001 - damaged EXIF: labelme could not open it; keep as stored
+        exif = None
+    if not exif:
+        return im
+    orientation = exif.get(0x0112)  # "Orientation" in PIL.ExifTags.TAGS
+    transpose = PILImage.Transpose
+    steps = {
+        2: (transpose.FLIP_LEFT_RIGHT,),  # ImageOps.mirror
+        3: (transpose.ROTATE_180,),
+        4: (transpose.FLIP_TOP_BOTTOM,),  # ImageOps.flip
+        5: (transpose.ROTATE_270, transpose.FLIP_LEFT_RIGHT),
+        6: (transpose.ROTATE_270,),
+        7: (transpose.ROTATE_90, transpose.FLIP_LEFT_RIGHT),
+        8: (transpose.ROTATE_90,),
+    }.get(orientation, ())
+    for step in steps:
+        im = im.transpose(step)
+    return im
 
 
 def load_raster(data: bytes, fmt: str) -> LoadedImage:
@@ -87,16 +146,22 @@ def load_raster(data: bytes, fmt: str) -> LoadedImage:
             im = PILImage.open(io.BytesIO(data))
             check_size(*im.size)
             im.load()  # full decode: truncated files fail here, not later in training
+            im = _labelme_orientation(im)
         except ImageRejected:
             raise
+        except PILImage.UnidentifiedImageError as e:
+            raise ImageRejected(
+                f"corrupt {fmt.upper()}: the file starts like a {fmt.upper()} but the rest "
+                "cannot be read as an image"
+            ) from e
         except PILImage.DecompressionBombError as e:
             # Pillow refuses gross bombs in open(), before our own size check can run.
             raise ImageRejected(
                 f"image is over the limit of {MAX_SIDE} px a side and "
-                f"{MAX_PIXELS // 1_000_000} megapixels ({e}); downscale it before importing"
+                f"{MAX_PIXELS // 1_000_000} megapixels ({_plain(e)}); downscale it before importing"
             ) from e
         except (OSError, SyntaxError, ValueError) as e:
-            raise ImageRejected(f"corrupt or truncated {fmt.upper()} ({e})") from e
+            raise ImageRejected(f"corrupt or truncated {fmt.upper()} ({_plain(e)})") from e
     mode = im.mode
     if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I"}:
         arr = np.asarray(im, dtype=np.int64)

@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.imaging.dicom import load_dicom
-from core.imaging.formats import ImageRejected, LoadedImage, load_raster, sniff_format
+from core.imaging.formats import (
+    ImageRejected,
+    LoadedImage,
+    load_raster,
+    sniff_format,
+    unsupported_format,
+)
 
 
 def load_image(data: bytes, name: str = "", salt: str | None = None) -> LoadedImage:
@@ -15,6 +21,11 @@ def load_image(data: bytes, name: str = "", salt: str | None = None) -> LoadedIm
         raise ImageRejected("file is empty")
     fmt = sniff_format(data, name)
     if fmt is None:
+        kind = unsupported_format(data)
+        if kind:
+            raise ImageRejected(
+                f"a {kind} image: only PNG, JPEG and DICOM are imported; convert it to PNG"
+            )
         raise ImageRejected(
             "not a PNG, JPEG or DICOM file (unrecognised content); "
             "export the X-ray as PNG, JPEG or DICOM"
@@ -25,8 +36,9 @@ def load_image(data: bytes, name: str = "", salt: str | None = None) -> LoadedIm
         except ImageRejected:
             raise
         except Exception as e:  # noqa: BLE001 - damaged values surface lazily, as any error
+            # Only the type: the text can quote header values ("invalid literal ... 'DOE^JOHN'").
             raise ImageRejected(
-                f"DICOM header is damaged ({type(e).__name__}: {e}); re-export the file"
+                f"DICOM header is damaged ({type(e).__name__}); re-export the file"
             ) from e
     return load_raster(data, fmt)
 

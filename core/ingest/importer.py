@@ -6,19 +6,26 @@ what is already stored.
 
 from __future__ import annotations
 
+import re
 import tempfile
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core.imaging import ImageRejected, default_window, load_image, render_display
 from core.imaging.deid import pseudonymise
-from core.ingest.sources import MAX_FILE_BYTES, Refusal, Source, bytes_source, collect_sources
+from core.ingest.sources import (
+    Refusal,
+    Source,
+    SourceError,
+    bytes_source,
+    collect,
+    max_file_bytes,
+    over_cap_reason,
+)
 from core.ingest.store import content_hash, quantise, write_image, write_thumbnail
 from core.interchange.labelme_import import import_labelme_sidecar
 from core.workspace import Workspace
@@ -33,15 +40,47 @@ class ImportReport:
     duplicates: list[int] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     annotations: int = 0
+    # Found in a folder or archive but not imported (other file types, FIFOs, orphan JSON).
+    skipped: list[Refusal] = field(default_factory=list)
 
     def summary(self) -> dict:
-        """The CLI's JSON line."""
-        return {
+        """The CLI's JSON line; "skipped" only when something was (the line stays as it was)."""
+        out = {
             "imported": len(self.imported),
             "duplicates": len(self.duplicates),
             "refused": [{"path": r.path, "reason": r.reason} for r in self.refused],
             "annotations": self.annotations,
         }
+        if self.skipped:
+            out["skipped"] = [{"path": r.path, "reason": r.reason} for r in self.skipped]
+        return out
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
+MAX_REASON_CHARS = 400
+
+
+def refusal_reason(e: BaseException) -> str:
+    """A plain-language reason for a refused file, whatever was raised.
+
+    Our own errors (ImageRejected, LabelFileError, SourceError) already say what and why;
+    anything else is named by its kind, never by its text, which can quote file content,
+    object reprs or paths.
+    """
+    if isinstance(e, RecursionError):
+        return "content is nested too deeply to read"
+    if isinstance(e, OverflowError):
+        return "a number in the file is too large to use"
+    if isinstance(e, MemoryError):
+        return "file is too large to decode in memory"
+    if isinstance(e, OSError):
+        return f"cannot read the file ({e.strerror or type(e).__name__})"
+    if isinstance(e, ValueError):  # ImageRejected, LabelFileError, SourceError and kin
+        text = _OBJECT_REPR.sub("the file", str(e)) or type(e).__name__
+        if len(text) > MAX_REASON_CHARS:
+            text = text[: MAX_REASON_CHARS - 1] + "…"
+        return text
+    return f"cannot be read ({type(e).__name__})"
 
 
 def import_sources(
@@ -58,8 +97,10 @@ def import_sources(
             progress(i, len(sources), src.name)
         try:
             image_id, created = _import_one(ws, src, imported_by)
-        except (ImageRejected, ValueError, OSError) as e:
-            report.refused.append(Refusal(src.name, str(e)))
+        except SQLAlchemyError:
+            raise  # the workspace failed, not this file
+        except Exception as e:  # noqa: BLE001 - one file never aborts the batch
+            report.refused.append(Refusal(src.name, refusal_reason(e)))
             continue
         (report.imported if created else report.duplicates).append(image_id)
         if src.read_labelme is not None:
@@ -67,15 +108,24 @@ def import_sources(
                 report.annotations += import_labelme_sidecar(
                     ws, image_id, src.read_labelme(), created, source="its LabelMe JSON"
                 )
-            except (ValueError, OSError) as e:
-                report.refused.append(Refusal(src.name, f"annotations not imported: {e}"))
+            except SQLAlchemyError:
+                raise
+            except Exception as e:  # noqa: BLE001 - one file never aborts the batch
+                reason = refusal_reason(e)
+                if isinstance(e, SourceError):  # the sidecar's own read (size cap, damage)
+                    reason = f"its LabelMe JSON: {reason}"
+                report.refused.append(Refusal(src.name, f"annotations not imported: {reason}"))
     if progress:
         progress(len(sources), len(sources), "")
     return report
 
 
 def import_paths(ws: Workspace, paths: Iterable[str | Path], **kw) -> ImportReport:
-    return import_sources(ws, collect_sources(paths), **kw)
+    """Import files, folders (recursive) and .zip archives; lists what was skipped there."""
+    found = collect(paths)
+    report = import_sources(ws, found.sources, **kw)
+    report.skipped.extend(found.skipped)
+    return report
 
 
 def import_uploads(ws: Workspace, uploads: Iterable[tuple[str, bytes]], **kw) -> ImportReport:
@@ -84,6 +134,7 @@ def import_uploads(ws: Workspace, uploads: Iterable[tuple[str, bytes]], **kw) ->
     uploads = list(uploads)
     jsons = {Path(n).stem: d for n, d in uploads if n.lower().endswith(".json")}
     sources: list[Source] = []
+    skipped: list[Refusal] = []
     with tempfile.TemporaryDirectory(prefix="pneumolab-upload-") as tmp:
         for n, (name, data) in enumerate(uploads):
             lower = name.lower()
@@ -92,19 +143,31 @@ def import_uploads(ws: Workspace, uploads: Iterable[tuple[str, bytes]], **kw) ->
             if lower.endswith(".zip"):
                 path = Path(tmp) / f"upload-{n}.zip"
                 path.write_bytes(data)
-                sources.extend(collect_sources([path]))
+                found = collect([path])
+                # Messages name the upload, not the temporary copy.
+                sources.extend(
+                    replace(s, name=s.name.replace(str(path), name, 1)) for s in found.sources
+                )
+                skipped.extend(
+                    Refusal(r.path.replace(str(path), name, 1), r.reason) for r in found.skipped
+                )
                 continue
             sources.append(bytes_source(name, data, jsons.get(Path(name).stem)))
-        return import_sources(ws, sources, **kw)
+        images = {Path(n).stem for n, _ in uploads if not n.lower().endswith((".json", ".zip"))}
+        skipped.extend(
+            Refusal(n, "LabelMe JSON without an image of the same name among the uploads")
+            for n, _ in uploads
+            if n.lower().endswith(".json") and Path(n).stem not in images
+        )
+        report = import_sources(ws, sources, **kw)
+        report.skipped.extend(skipped)
+        return report
 
 
 def _import_one(ws: Workspace, src: Source, imported_by: str | None) -> tuple[int, bool]:
-    if src.size > MAX_FILE_BYTES:
-        raise ImageRejected(f"file is {src.size} bytes, over the {MAX_FILE_BYTES} byte limit")
-    try:
-        data = src.read()
-    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError) as e:
-        raise ImageRejected(f"cannot read the file ({e})") from e
+    if src.size > max_file_bytes():
+        raise ImageRejected(over_cap_reason(src.size))
+    data = src.read()  # sources raise SourceError with the reason; import_sources reports it
     loaded = load_image(data, src.name, ws.salt)
     meta = loaded.meta
     stored = quantise(loaded.pixels, meta.value_min, meta.value_max)

@@ -400,3 +400,154 @@ def test_any_valid_file_round_trips_unchanged(lf):
     again = loads_labelme(dumps_labelme(lf), image_size=(W, H))
     expected_version = lf.version or "5.5.0"
     assert again == LabelFile(**{**lf.__dict__, "version": expected_version})
+
+
+# --- bounded, strict reading (hostile files) -------------------------------------------------
+
+
+def _file(**changes) -> dict:
+    base = {
+        "version": "5.5.0",
+        "flags": {},
+        "shapes": [{"label": "lung", "points": TRIANGLE, "shape_type": "polygon"}],
+        "imagePath": "x.png",
+        "imageData": None,
+        "imageHeight": H,
+        "imageWidth": W,
+    }
+    return {**base, **changes}
+
+
+def _text(**changes) -> str:
+    return json.dumps(_file(**changes))
+
+
+def test_duplicate_keys_are_refused_at_every_level():
+    # json keeps the last duplicate: a second "shapes": [] would silently un-label the image.
+    with pytest.raises(LabelFileError, match=r"t.json: duplicate key 'shapes'"):
+        loads_labelme(_text()[:-1] + ', "shapes": []}', source="t.json")
+    shape = '{"label": "lung", "label": "heart", "points": [[1, 1], [9, 1], [5, 8]]}'
+    with pytest.raises(LabelFileError, match=r"duplicate key 'label'"):
+        loads_labelme(_text(shapes=[])[:-1] + f', "more": [{shape}]}}', image_size=(W, H))
+
+
+def test_nesting_depth_is_refused_before_json_recurses():
+    with pytest.raises(LabelFileError, match=r"nested 100001 levels deep, over the limit of 32"):
+        loads_labelme('{"shapes": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(LabelFileError, match=r"nested 201 levels deep"):
+        loads_labelme(_text()[:-1] + ', "provenance": ' + "[" * 200 + "]" * 200 + "}")
+    # Brackets inside strings are text, not nesting.
+    lf = loads_labelme(_text(note="[[[[" * 100 + '\\"{{{{' * 100))
+    assert lf.extra["note"].startswith("[[[[")
+
+
+@pytest.mark.parametrize(
+    ("changes", "limits", "rule"),
+    [
+        (
+            {"shapes": [{"label": "x" * 65, "points": TRIANGLE}]},
+            {},
+            r"shape #0 'x+\.\.\.x+': label is 65 characters, over the 64-character limit",
+        ),
+        (
+            {"shapes": [{"label": "lung", "points": TRIANGLE * 4}]},
+            {"max_vertices": 10},
+            r"shape #0 'lung': 12 vertices, over the limit of 10 per shape",
+        ),
+        (
+            {"shapes": [{"label": "lung", "points": TRIANGLE, "note": "n" * 70_000}]},
+            {},
+            r"shape #0 'lung': its extra keys \['note'\] are over the limit of 65536 bytes",
+        ),
+        (
+            {"shapes": [{"label": "lung", "points": TRIANGLE, "description": "d" * 70_000}]},
+            {},
+            r"description is 70000 characters, over the limit of 65536",
+        ),
+        ({"note": "n" * 70_000}, {}, r"extra keys \['note'\] are over the limit of 65536 bytes"),
+        ({"note": "n" * 2000}, {"max_bytes": 1024}, r"over the limit of 1,024 bytes for a LabelMe"),
+    ],
+    ids=["label", "vertices", "shape-extra", "description", "file-extra", "file-size"],
+)
+def test_each_cost_limit_is_refused_by_name(changes, limits, rule):
+    from annotations.labelme_io import LabelMeLimits
+
+    with pytest.raises(LabelFileError, match=rule) as e:
+        loads_labelme(_text(**changes), source="t.json", limits=LabelMeLimits(**limits))
+    assert str(e.value).startswith("t.json: ") and len(str(e.value)) < 300
+
+
+def test_huge_numbers_are_refused_not_overflowing():
+    huge = "1" + "0" * 399
+    text = _text().replace("30.0", huge, 1)
+    with pytest.raises(LabelFileError, match=r"point 1 has a coordinate too large to be a pixel"):
+        loads_labelme(text, image_size=(W, H))
+    with pytest.raises(LabelFileError, match=r"a number has too many digits"):
+        loads_labelme(_text()[:-1] + ', "n": ' + "9" * 5000 + "}")
+
+
+@pytest.mark.parametrize("pillow_limit", [None, 89_478_485], ids=["labelme-off", "pillow-on"])
+def test_image_data_decompression_bomb_is_refused_from_its_header(
+    monkeypatch, pillow_limit, png_claiming
+):
+    # labelme switches Pillow's own bomb check off when imported: ours must hold either way.
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", pillow_limit)
+    bomb = base64.b64encode(png_claiming(30_000, 30_000)).decode()
+    with pytest.raises(LabelFileError, match=r"t.json: imageData is an image .*over the limit"):
+        loads_labelme(_text(imageData=bomb, imageHeight=None, imageWidth=None), source="t.json")
+
+
+def _mask_shape(mask: np.ndarray, x1: int, y1: int) -> dict:
+    buf = io.BytesIO()
+    PIL.Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")
+    h, w = mask.shape
+    return {
+        "label": "opacity",
+        "points": [[x1, y1], [x1 + w - 1, y1 + h - 1]],
+        "group_id": 3,
+        "description": "ai",
+        "shape_type": "mask",
+        "flags": {"ai": True},
+        "mask": base64.b64encode(buf.getvalue()).decode(),
+    }
+
+
+def test_labelme_mask_shapes_become_polygons_with_labelmes_pixels():
+    from labelme.utils import shapes_to_label
+
+    from annotations.rasterise import label_mask
+
+    mask = np.zeros((20, 26), bool)
+    mask[2:12, 3:15] = True  # a block with a notch
+    mask[5:8, 10:15] = False
+    mask[15, 2:20] = True  # a one-pixel line
+    mask[18, 24] = True  # an isolated pixel: dropped
+    raw = _file(shapes=[_mask_shape(mask, 8, 6), {"label": "lung", "points": TRIANGLE}])
+    lf = parse_labelme(raw, image_size=(W, H))
+    kinds = [(s.label, s.shape_type, s.group_id, s.description) for s in lf.shapes]
+    assert kinds == [
+        ("opacity", "polygon", 3, "ai"),
+        ("opacity", "linestrip", 3, "ai"),
+        ("lung", "polygon", None, ""),
+    ]
+    # labelme's own pixels of the mask shape (alone: the lung drawn after it would cover it).
+    cls, _ = shapes_to_label((H, W), [{**raw["shapes"][0], "mask": mask}], {"_": 0, "opacity": 1})
+    ours = label_mask(lf.shapes, (W, H), "opacity")
+    expected = cls == 1
+    expected[6 + 18, 8 + 24] = False  # the dropped pixel
+    assert np.array_equal(ours, expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ({"points": [[30, 20], [60, 40]]}, r"the mask box lies outside the 40x30 image"),
+        ({"points": [[1, 1], [5, 5]]}, r"the mask is 10x8 pixels but its box is 5x5"),
+        ({"mask": "not base64!"}, r"mask is not a base64-encoded PNG that can be read"),
+        ({"points": [[1, 1]]}, r"points must be the mask box's two corners"),
+    ],
+)
+def test_malformed_mask_shapes_are_refused_by_rule(change, rule):
+    shape = {**_mask_shape(np.ones((8, 10), bool), 1, 1), **change}
+    with pytest.raises(LabelFileError, match=rule):
+        parse_labelme(_file(shapes=[shape]), source="t.json", image_size=(W, H))

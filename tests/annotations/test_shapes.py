@@ -93,3 +93,23 @@ def test_old_labelme_shapes_take_defaults():
         {},
     )
     assert shape_to_dict(shape)["mask"] is None
+
+
+def test_huge_integers_are_refused_by_rule_not_overflow():
+    """JSON integers have no size limit: a 400-digit coordinate raised OverflowError."""
+    huge = 10**400
+    with pytest.raises(ShapeError, match=r"point 1 has a coordinate too large to be a pixel"):
+        shape_from_dict({"label": "lung", "points": [[1, 1], [huge, 2], [3, 9]]}, index=0)
+    with pytest.raises(ShapeError, match=r"point 2 has a coordinate too large"):
+        validate_shape(Shape("lung", "polygon", ((1, 1), (5, 2), (3, -huge))), (10, 10))
+    with pytest.raises(ShapeError, match=r"group_id is too large"):
+        shape_from_dict({"label": "p", "points": [[1, 1]], "shape_type": "point", "group_id": huge})
+    with pytest.raises(ShapeError, match=r"stroke_width is too large"):
+        shape_from_dict(
+            {
+                "label": "l",
+                "points": [[1, 1], [2, 2]],
+                "shape_type": "linestrip",
+                "stroke_width": huge,
+            }
+        )

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 from PIL import Image as PILImage
 from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
 from pydicom.uid import (
     JPEG2000Lossless,
 )
@@ -20,6 +21,7 @@ from core.imaging import (
     Window,
     apply_window,
     default_window,
+    full_scale_window,
     load_image,
     load_image_file,
     render_display,
@@ -176,7 +178,159 @@ def test_voi_lut_sequence_is_applied_when_there_is_no_window(tmp_path, make_dico
     li = load_image_file(path)
     assert np.array_equal(li.pixels, lut[raw].astype(np.float32))
     assert (li.meta.value_min, li.meta.value_max) == (0.0, 4095.0)
-    assert li.meta.window_center is None and li.meta.window_width is None
+    # The table already shaped the display: its output, scaled to 0..255, is the default.
+    assert Window(li.meta.window_center, li.meta.window_width) == full_scale_window(0, 4095)
+    expected = lut[raw].astype(np.float64) * 255 / 4095
+    assert _off_by_less_than_one(_default_display(li), expected)
+
+
+# --- the header's VOI: pydicom's apply_voi_lut is the reference ------------------------------
+
+
+def _default_display(li) -> np.ndarray:
+    m = li.meta
+    window = default_window(li.pixels, m.window_center, m.window_width, m.value_min, m.value_max)
+    return render_display(li.pixels, window).astype(np.float64)
+
+
+def _pydicom_display(path: Path, y_min: float, y_max: float, index: int = 0) -> np.ndarray:
+    """pydicom's VOI output of the file scaled to 0..255 (y_min..y_max: its output range),
+    inverted for MONOCHROME1: what the default display must show."""
+    ds = pydicom.dcmread(path)
+    out = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds, index=index)
+    shown = np.clip((out.astype(np.float64) - y_min) * 255 / (y_max - y_min), 0, 255)
+    return 255 - shown if ds.PhotometricInterpretation == "MONOCHROME1" else shown
+
+
+def _off_by_less_than_one(display: np.ndarray, expected: np.ndarray) -> bool:
+    # apply_window truncates to uint8; float32 vs float64 moves a value by far less than 1.
+    return bool(np.abs(display - expected).max() < 1.0 + 1e-3)
+
+
+def _linear_display(path: Path, index: int = 0) -> np.ndarray:
+    """The same window read as LINEAR (what ignoring VOI LUT Function would show)."""
+    ds = pydicom.dcmread(path)
+    ds.VOILUTFunction = "LINEAR"
+    out = apply_windowing(apply_modality_lut(ds.pixel_array, ds), ds, index=index)
+    return out * 255 / 4095
+
+
+def test_sigmoid_window_is_applied_as_pydicom_does(tmp_path, make_dicom):
+    raw = ramp(64, 64, 4095)
+    path = make_dicom(
+        tmp_path / "sig.dcm", raw, WindowCenter="1800", WindowWidth="900", VOILUTFunction="SIGMOID"
+    )
+    li = load_image_file(path)
+    expected = _pydicom_display(path, 0, 4095)
+    assert _off_by_less_than_one(_default_display(li), expected)
+    # The curve, not a straight line: a linear reading of the window is far off in the tails.
+    assert np.abs(_linear_display(path) - expected).max() > 10
+    # Stored values are the sigmoid's output within the 12-bit range, higher still brighter.
+    assert (li.meta.value_min, li.meta.value_max) == (0.0, 4095.0)
+    assert 0 < li.pixels.min() < li.pixels.max() < 4095
+    assert np.all(np.diff(li.pixels.ravel()) >= 0)
+
+
+def test_sigmoid_window_after_rescale_uses_the_rescaled_range(tmp_path, make_dicom):
+    raw = ramp(32, 32, 4095)
+    path = make_dicom(
+        tmp_path / "sig_rescale.dcm",
+        raw,
+        RescaleSlope="2",
+        RescaleIntercept="-1024",
+        WindowCenter="3000",
+        WindowWidth="2000",
+        VOILUTFunction="SIGMOID",
+    )
+    li = load_image_file(path)
+    lo, hi = -1024.0, 4095 * 2 - 1024.0  # pydicom's y_min, y_max after rescale
+    assert (li.meta.value_min, li.meta.value_max) == (lo, hi)
+    assert _off_by_less_than_one(_default_display(li), _pydicom_display(path, lo, hi))
+
+
+def test_linear_exact_window_on_monochrome1(tmp_path, make_dicom):
+    raw = ramp(64, 64, 4095)
+    path = make_dicom(
+        tmp_path / "exact.dcm",
+        raw,
+        photometric="MONOCHROME1",
+        WindowCenter="1500",
+        WindowWidth="3",  # narrow: LINEAR_EXACT (c -/+ w/2) and LINEAR (c - 0.5 -/+ (w-1)/2) part
+        VOILUTFunction="LINEAR_EXACT",
+    )
+    li = load_image_file(path)
+    expected = _pydicom_display(path, 0, 4095)
+    display = _default_display(li)
+    assert _off_by_less_than_one(display, expected)
+    # MONOCHROME1: values above the window are dark.
+    assert display.ravel()[-1] == 0 and display.ravel()[0] == 255
+    assert np.abs((255 - _linear_display(path)) - expected).max() > 10
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "SIGMOID"])
+def test_with_two_windows_the_first_is_the_default(tmp_path, make_dicom, function):
+    raw = ramp(64, 64, 4095)
+    path = make_dicom(
+        tmp_path / "two.dcm",
+        raw,
+        WindowCenter=["1000", "3000"],
+        WindowWidth=["400", "800"],
+        VOILUTFunction=function,
+    )
+    li = load_image_file(path)
+    first, second = _pydicom_display(path, 0, 4095, 0), _pydicom_display(path, 0, 4095, 1)
+    assert _off_by_less_than_one(_default_display(li), first)
+    assert np.abs(first - second).max() > 100
+    if function == "LINEAR":  # kept as a window over the unchanged values
+        assert (li.meta.window_center, li.meta.window_width) == (1000.0, 400.0)
+        assert np.array_equal(li.pixels, raw.astype(np.float32))
+
+
+def test_voi_lut_table_wins_over_a_window_and_is_inverted_for_monochrome1(tmp_path, make_dicom):
+    raw = ramp(64, 64, 4095)
+    lut = np.round(np.sqrt(np.arange(4096) / 4095) * 4095).astype(np.uint16)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 12]
+    item.add_new("LUTData", "US", lut.tolist())
+    path = make_dicom(
+        tmp_path / "voi_m1.dcm",
+        raw,
+        photometric="MONOCHROME1",
+        WindowCenter="100",
+        WindowWidth="50",
+    )
+    ds = pydicom.dcmread(path)
+    ds.VOILUTSequence = pydicom.Sequence([item])
+    ds.save_as(path, enforce_file_format=True)
+
+    li = load_image_file(path)
+    assert (li.meta.value_min, li.meta.value_max) == (0.0, 4095.0)
+    assert np.array_equal(li.pixels, 4095 - lut[raw].astype(np.float32))
+    assert _off_by_less_than_one(_default_display(li), _pydicom_display(path, 0, 4095))
+
+
+def test_unknown_voi_function_is_read_as_linear(tmp_path, make_dicom):
+    raw = ramp(16, 16, 4095)
+    path = make_dicom(
+        tmp_path / "odd.dcm", raw, WindowCenter="1000", WindowWidth="400", VOILUTFunction="CUBIC"
+    )
+    li = load_image_file(path)
+    assert (li.meta.window_center, li.meta.window_width) == (1000.0, 400.0)
+    assert np.array_equal(li.pixels, raw.astype(np.float32))
+
+
+def test_a_broken_voi_lut_is_refused_without_quoting_the_header(tmp_path, make_dicom):
+    raw = ramp(16, 16, 4095)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 9]  # 9 bits per entry: not allowed (8 or 10-16)
+    item.add_new("LUTData", "US", [0] * 4096)
+    path = make_dicom(tmp_path / "badvoi.dcm", raw, PatientName="Doe^Jane")
+    ds = pydicom.dcmread(path)
+    ds.VOILUTSequence = pydicom.Sequence([item])
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ImageRejected, match="VOI LUT") as info:
+        load_image_file(path)
+    assert "Doe" not in str(info.value) and "9" not in str(info.value)
 
 
 def test_signed_pixel_representation(tmp_path, make_dicom):

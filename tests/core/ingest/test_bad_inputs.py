@@ -31,19 +31,6 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     )
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid-looking PNG whose header claims width x height (a decompression bomb's header):
-    a few hundred bytes that would inflate to width*height bytes if anyone decoded them."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
-    idat = zlib.compress(b"\0" * (width + 1) * 4, 9)  # the first rows; decoding would go on
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", idat)
-        + png_chunk(b"IEND", b"")
-    )
-
-
 def corrupt_png(tmp_path: Path) -> bytes:
     from PIL import Image as PILImage
 
@@ -56,7 +43,9 @@ def corrupt_png(tmp_path: Path) -> bytes:
 
 
 @pytest.fixture
-def bad_files(tmp_path, dicom_mono1, cxr_lungs_dir, make_dicom) -> dict[str, tuple[Path, str]]:
+def bad_files(
+    tmp_path, dicom_mono1, cxr_lungs_dir, make_dicom, png_claiming
+) -> dict[str, tuple[Path, str]]:
     """name -> (file, a phrase the refusal must contain)."""
     d = tmp_path / "bad"
     d.mkdir()
@@ -136,7 +125,7 @@ def test_each_bad_file_refused_by_name_rest_imports_nothing_changes(
     assert set(rows_after) - set(rows_before) == set(report.imported)
 
 
-def test_bomb_is_refused_before_decoding():
+def test_bomb_is_refused_before_decoding(png_claiming):
     # A header claiming 30,000 x 30,000 must not allocate 900 MB: refused from the header.
     with pytest.raises(ImageRejected, match="over the limit") as e:
         load_image(png_claiming(30_000, 30_000), "bomb.png")
