@@ -13,6 +13,9 @@ importing 700 synthetic images first. Prints JSON lines:
   {"bench": "export_real"}    `export_workspace(..., "all")` of the real set (s, ms/image)
   {"bench": "export_zip"}     the same into one .zip (s)
   {"bench": "export_scaled"}  --scale images (s, ms/image)
+Each export line gives wall seconds ("s") and this process's CPU seconds ("cpu_s": all
+threads together), and every line the machine's 1-minute load average when it was printed
+("load"): on a shared machine other work stretches "s", much less "cpu_s".
 """
 
 from __future__ import annotations
@@ -35,6 +38,20 @@ from core.workspace import Workspace  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "cxr-lungs" / "images"
 
 
+class _Clock:
+    """Wall and process CPU seconds since it was made."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def _load() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _size_mb(folder: Path) -> float:
     return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6, 1)
 
@@ -45,7 +62,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="export threads (default: up to 4)")
     p.add_argument("--data", type=Path, default=DATA)
     args = p.parse_args()
-    common = {"cpus": os.cpu_count(), "threads": args.threads or min(4, os.cpu_count() or 1)}
+    threads = args.threads or min(4, os.cpu_count() or 1)
+
+    def common() -> dict:
+        return {"cpus": os.cpu_count(), "threads": threads, "load": _load()}
 
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         root = Path(tmp)
@@ -56,45 +76,49 @@ def main() -> None:
             dt = time.perf_counter() - t
             print(
                 json.dumps(
-                    {"bench": "export_import", **common, "s": round(dt, 1), **report}, default=str
+                    {"bench": "export_import", **common(), "s": round(dt, 1), **report}, default=str
                 ),
                 flush=True,
             )
             image_ids = sorted({it.image_id for it in export_items(ws)})
 
-            t = time.perf_counter()
+            clock = _Clock()
             summary = export_workspace(ws, "all", root / "real", threads=args.threads)
-            dt = time.perf_counter() - t
+            dt, cpu = clock.lap()
             n = summary["images"]
             print(
                 json.dumps(
                     {
                         "bench": "export_real",
-                        **common,
+                        **common(),
                         "images": n,
                         "shapes": summary["shapes"],
                         "s": round(dt, 2),
+                        "cpu_s": round(cpu, 2),
                         "ms_per_image": round(1000 * dt / n, 1),
+                        "files": summary.get("files"),
                         "mb": _size_mb(root / "real"),
                     }
                 ),
                 flush=True,
             )
 
-            t = time.perf_counter()
+            clock = _Clock()
             export_workspace(ws, "all", root / "real.zip", zip_output=True, threads=args.threads)
-            dt = time.perf_counter() - t
+            dt, cpu = clock.lap()
             mb = round((root / "real.zip").stat().st_size / 1e6, 1)
-            print(json.dumps({"bench": "export_zip", **common, "s": round(dt, 2), "mb": mb}))
+            line = {"bench": "export_zip", **common(), "s": round(dt, 2), "cpu_s": round(cpu, 2)}
+            print(json.dumps({**line, "mb": mb}), flush=True)
 
             if args.scale:
-                done, passes, total = 0, 0, 0.0
+                done, passes, total, total_cpu = 0, 0, 0.0, 0.0
                 while done < args.scale:
                     ids = image_ids[: args.scale - done]
                     out = root / f"pass{passes}"
-                    t = time.perf_counter()
+                    clock = _Clock()
                     s = export_workspace(ws, "all", out, image_ids=ids, threads=args.threads)
-                    total += time.perf_counter() - t
+                    dt, cpu = clock.lap()
+                    total, total_cpu = total + dt, total_cpu + cpu
                     done += s["images"]
                     passes += 1
                     # Keep the disk small: only the time matters here.
@@ -104,10 +128,11 @@ def main() -> None:
                     json.dumps(
                         {
                             "bench": "export_scaled",
-                            **common,
+                            **common(),
                             "images": done,
                             "passes": passes,
                             "s": round(total, 1),
+                            "cpu_s": round(total_cpu, 1),
                             "ms_per_image": round(1000 * total / done, 1),
                         }
                     ),

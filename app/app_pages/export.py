@@ -70,7 +70,7 @@ if go:
         summary = export_workspace(
             ws, fmt, target, reader, image_data, True, image_ids, progress=progress
         )
-    except ValueError as e:
+    except ValueError as e:  # ExportError too: a full disk or read-only folder, said plainly
         bar.empty()
         st.error(f"Export failed: {e}")
     else:
@@ -85,6 +85,12 @@ if last:
             f"{last.get('labelme_files', 0)} LabelMe file(s), {last.get('masks', 0)} mask(s), "
             f"{last.get('coco_files', 0)} COCO file(s) for {last.get('images', 0)} image(s)."
         )
+        renamed = last.get("renamed") or {}
+        if renamed:
+            st.caption(
+                "Folder and file names given to readers and labels whose names are not plain "
+                "file names: " + "; ".join(f"{name} → {form}" for name, form in renamed.items())
+            )
         st.download_button(
             "Download .zip",
             data=path.read_bytes(),

@@ -79,12 +79,15 @@ def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict:
             zip_output=args.zip,
         )
     except ValueError as e:
+        # A bad request (unknown reader or format, a target that is a file or not empty) or
+        # an ExportError (the disk refused a write; the message says what to do and that
+        # nothing was left behind): one JSON line and exit 2, never a traceback.
         raise BadInput(str(e)) from e
 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("format", choices=["labelme", "masks", "coco", "all"])
-    p.add_argument("out", help="output folder (or .zip path with --zip)")
+    p.add_argument("out", help="output folder, new or empty (or .zip path with --zip)")
     p.add_argument("--reader", help="only this reader's newest revision (default: each reader's)")
     p.add_argument("--image-data", action="store_true", help="embed imageData in LabelMe JSON")
     p.add_argument("--zip", action="store_true", help="write one .zip instead of a folder")
