@@ -28,6 +28,11 @@ DEFAULT_LABELS: dict[str, str] = {"pneumonia": "#ff3b30", "lung": "#34c759"}
 STATUSES: tuple[str, ...] = ("unlabelled", "labelled", "negative", "reviewed")
 # Where a revision's shapes came from.
 REVISION_SOURCES: tuple[str, ...] = ("manual", "import", "model")
+# Where a revision came from (core.labels.provenance): a reader drew it, it was imported, a
+# model's prediction was accepted as it was / opened for correction, or a reader corrected one.
+REVISION_ORIGINS: tuple[str, ...] = ("drawn", "imported", "accepted", "pre_annotation", "corrected")
+# Model output: not truth until a reviewer adjudicates it (core.labels.reference).
+MODEL_ORIGINS: frozenset[str] = frozenset({"accepted", "pre_annotation"})
 # File suffixes the importer and the CLI treat as images (content decides the format).
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
 DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm", ".dicom"})
@@ -40,7 +45,16 @@ CONSENSUS = "consensus"
 
 # --- review -----------------------------------------------------------------------------------
 
-REVIEW_DECISIONS: tuple[str, ...] = ("accepted", "rejected", "corrected", "signed_off")
+# "adjudicated": a reviewer made one revision the image's reference standard.
+REVIEW_DECISIONS: tuple[str, ...] = (
+    "accepted",
+    "rejected",
+    "corrected",
+    "signed_off",
+    "adjudicated",
+)
+# Roles that may adjudicate, sign off and act on predictions.
+REVIEWER_ROLES: frozenset[str] = frozenset({"reviewer", "admin"})
 
 # --- jobs -------------------------------------------------------------------------------------
 

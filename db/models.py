@@ -2,6 +2,13 @@
 
 Annotations and findings are append-only: a save adds a row, never rewrites one, so every
 revision (who, when, which tool, model-derived or not) stays on record.
+
+Columns that store a vocabulary name (core/vocab.py: finding, status, revision source, review
+decision, job state, role) are checked by the database: CHECK constraints ck_<table>_<column>
+added by migration 0003, which lists the names. They are deliberately not repeated in
+__table_args__ here (db/ may not import core, and a second copy of each list would drift);
+the schema is built by the migrations only, and tests/db/test_constraints.py compares the
+live constraints with core.vocab.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ class Reader(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
-    role: Mapped[str] = mapped_column(String(20), default="annotator")
+    role: Mapped[str] = mapped_column(String(20), default="annotator")  # vocab.ROLES
     password_hash: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -102,7 +109,7 @@ class Image(Base):
     view: Mapped[str | None] = mapped_column(String(16))
     # Display name without identifying text (e.g. "IMG-000042").
     display_name: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20), default="unlabelled")
+    status: Mapped[str] = mapped_column(String(20), default="unlabelled")  # vocab.STATUSES
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     imported_by: Mapped[str | None] = mapped_column(String(120))
 
@@ -125,7 +132,10 @@ class AnnotationRevision(Base):
     based_on_revision: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     tool: Mapped[str] = mapped_column(String(32), default="manual")
-    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual|import|model
+    source: Mapped[str] = mapped_column(String(16), default="manual")  # vocab.REVISION_SOURCES
+    # Where the shapes came from (vocab.REVISION_ORIGINS, migration 0004); model_version_id
+    # names the model of accepted, pre_annotation and corrected revisions.
+    origin: Mapped[str] = mapped_column(String(16), default="drawn")
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     image_width: Mapped[int] = mapped_column(Integer)
     image_height: Mapped[int] = mapped_column(Integer)
@@ -144,8 +154,7 @@ class ImageFinding(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"))
-    # pneumonia | no_pneumonia | uncertain | reviewed_no_finding
-    finding: Mapped[str] = mapped_column(String(24))
+    finding: Mapped[str] = mapped_column(String(24))  # a key of vocab.FINDINGS
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -199,7 +208,9 @@ class Review(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"))
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
-    decision: Mapped[str] = mapped_column(String(16))  # accepted|rejected|corrected|signed_off
+    decision: Mapped[str] = mapped_column(String(16))  # vocab.REVIEW_DECISIONS
+    # The revision an "adjudicated" decision makes the image's reference standard.
+    revision_id: Mapped[int | None] = mapped_column(ForeignKey("annotation_revisions.id"))
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -213,8 +224,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # queued | running | succeeded | failed | cancelled
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # vocab.JOB_STATES
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     log_tail: Mapped[str] = mapped_column(Text, default="")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,5 +1,6 @@
 """Review: each prediction in red over the labels in blue (overlap purple), Grad-CAM, boxes,
-Dice/IoU; accept, correct in the annotator, reject, sign off. Worklist sorted so the most
+Dice/IoU against the reference standard; accept, correct in the annotator, reject, sign off,
+adjudicate. Worklist sorted so the most
 informative images come first."""
 
 from pathlib import Path
@@ -8,8 +9,10 @@ import streamlit as st
 from ui_state import reader_name, workspace
 
 from core.labels.readers import list_readers
+from core.labels.revisions import latest_by_reader
 from core.review.actions import (
     accept_prediction,
+    adjudicate,
     reject_prediction,
     review_history,
     sign_off,
@@ -20,6 +23,7 @@ from core.review.overlay import heatmap_overlay
 from core.review.view import load_review, review_stamp, versions_with_predictions
 from core.review.worklist import ORDERS, order_rows, review_rows
 from core.versions import active_version
+from core.vocab import CONSENSUS
 
 ANNOTATE_PAGE = Path(__file__).with_name("annotate.py")
 
@@ -49,10 +53,14 @@ opacity = c3.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="review_opacity")
 order = c4.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="review_order")
 readers = [r.name for r in list_readers(ws)]
 c5, c6, c7 = st.columns([2, 1, 1])
+TRUTH_CHOICES = {
+    None: "reference standard (adjudicated, else newest human labels)",
+    CONSENSUS: "consensus of the readers (adjudicated first)",
+}
 truth_reader = c5.selectbox(
     "Ground truth (blue) from",
-    [None] + readers,
-    format_func=lambda r: "newest labels of any reader" if r is None else r,
+    [*TRUTH_CHOICES, *readers],
+    format_func=lambda r: TRUTH_CHOICES.get(r, r),
     key="review_truth_reader",
 )
 show_boxes = c6.toggle("Boxes", value=True, key="review_boxes")
@@ -127,8 +135,8 @@ with info_col:
         "Pixel accuracy", "–" if review.pixel_accuracy is None else f"{review.pixel_accuracy:.3f}"
     )
     st.caption(
-        f"Labels: {review.truth_reader or 'none'} · image score {review.score:.2f} · "
-        f"mean entropy {review.uncertainty:.3f} bits"
+        f"Ground truth: {review.truth_reason or 'none: no human labels for this image'} · "
+        f"image score {review.score:.2f} · mean entropy {review.uncertainty:.3f} bits"
     )
     if review.boxes:
         st.dataframe(
@@ -177,6 +185,26 @@ with info_col:
         sign_off(ws, row.image_id, reader, comment, version_id)
         st.session_state["review_message"] = f"Signed off by {reader}."
         st.rerun()
+    current = latest_by_reader(ws, row.image_id)
+    if current:
+        with st.expander("Adjudicate (reviewer): choose the reference standard"):
+            chosen = st.selectbox(
+                "Revision",
+                list(current.values()),
+                format_func=lambda r: f"{r.reader}, revision {r.revision} ({r.provenance})",
+                key=f"review_adjudicate_pick_{row.image_id}",
+            )
+            if st.button("Make it the reference standard", key="review_adjudicate"):
+                try:
+                    adjudicate(ws, row.image_id, chosen.id, reader, comment)
+                except (PermissionError, ValueError) as e:
+                    st.error(str(e))
+                else:
+                    st.session_state["review_message"] = (
+                        f"{chosen.reader}'s revision {chosen.revision} is now the reference "
+                        "standard of this image."
+                    )
+                    st.rerun()
     message = st.session_state.pop("review_message", None)
     if message:
         st.success(message)
@@ -186,7 +214,8 @@ with info_col:
         st.dataframe(
             [
                 {"when": f"{h.created_at:%Y-%m-%d %H:%M}", "reader": h.reader,
-                 "decision": h.decision, "version": h.model_version_id, "comment": h.comment}
+                 "decision": h.decision, "version": h.model_version_id,
+                 "revision": h.revision_id, "comment": h.comment}
                 for h in history
             ],
             hide_index=True,

@@ -7,9 +7,9 @@ from ui_state import reader_name, workspace
 
 from core.jobs.records import JobInfo, cancel_job, get_job, latest_job, list_jobs
 from core.labels.readers import list_labels, list_readers
-from core.tasks.submit import submit_training
+from core.tasks.submit import TrainRequest, submit_training
 from core.versions import active_version, list_versions
-from core.vocab import ARCHITECTURES, ENCODERS, LOSSES
+from core.vocab import ARCHITECTURES, CONSENSUS, ENCODERS, LOSSES
 from core.vocab import FINISHED_JOB_STATES as FINISHED
 
 SIZES = (64, 128, 256, 384, 512)
@@ -52,10 +52,10 @@ with st.form("train_form"):
     batch = c5.number_input("Batch size", 1, 64, 8, key="train_batch")
     source = c6.selectbox(
         "Labels of",
-        [None, "consensus"] + [r for r in readers if r != "consensus"],
+        [None, CONSENSUS] + [r for r in readers if r != CONSENSUS],
         format_func=lambda r: {
-            None: "newest revision of any reader",
-            "consensus": "consensus (pixel-wise majority of every reader)",
+            None: "reference standard (adjudicated, else newest human labels)",
+            CONSENSUS: "consensus (adjudicated, else pixel-wise majority of the readers)",
         }.get(r, r),
         key="train_reader",
     )
@@ -66,12 +66,16 @@ with st.form("train_form"):
         help="Off: the new version is kept but the active model stays until you activate it "
         "on the Models page (the first version of a workspace always becomes active).",
     )
+    include_model = st.checkbox(
+        "Also learn from accepted predictions that no reviewer has adjudicated",
+        value=False,
+        key="train_include_model",
+        help="Off: model output is not truth until a reviewer adjudicates it, so a model is "
+        "never trained on its own predictions by accident.",
+    )
     start = st.form_submit_button("Start training", type="primary")
 
 if start:
-    # Imported here: it loads torch, which the page itself does not need to draw.
-    from core.tasks.submit import TrainRequest
-
     if parent is not None:  # a fine-tune keeps its parent's network
         chosen = next(v for v in versions if v.id == parent)
         arch, encoder = chosen.arch, chosen.encoder
@@ -85,6 +89,7 @@ if start:
         batch_size=int(batch),
         from_version=parent,
         reader=source,
+        include_model_labels=include_model,
         activate="if_better" if activate_if_better else "never",
         created_by=reader_name(),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default="adam", help="adam | adamw")
     p.add_argument("--loss", default="bce_iou", help="bce | dice | bce_iou | hybrid")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--from-version", type=int, help="fine-tune from this model version")
+    # Text, not type=int: core.versions checks ids, so a bad one is refused as a JSON line.
+    p.add_argument("--from-version", help="fine-tune from this model version (id or 'active')")
     p.add_argument(
         "--reader",
         help="use this reader's labels, or 'consensus' (default: newest of any reader)",
@@ -44,6 +46,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=10, help="early stopping patience (epochs)")
     p.add_argument("--activate", default="if_better", help="never | always | if_better")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument(
+        "--include-model-labels",
+        action="store_true",
+        help="also learn from accepted or uncorrected predictions (model output, off by default)",
+    )
 
 
 def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
@@ -53,6 +60,9 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
 
     if args.encoder_weights and not Path(args.encoder_weights).is_file():
         raise BadInput(f"encoder weights file {args.encoder_weights} does not exist")
+    from_version = None
+    if args.from_version is not None:
+        from_version = _load_version_info(ws, args.from_version).id
     req = TrainRequest(
         label=args.label,
         arch=args.arch,
@@ -64,7 +74,7 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
         optimizer=args.optimizer,
         loss=args.loss,
         device=args.device,
-        from_version=args.from_version,
+        from_version=from_version,
         reader=args.reader,
         val_fraction=args.val_fraction,
         seed=args.seed,
@@ -72,6 +82,7 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
         early_stopping_patience=args.patience,
         activate=args.activate,
         augment=not args.no_augment,
+        include_model_labels=args.include_model_labels,
         created_by="cli",
     )
     try:
@@ -102,16 +113,39 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
 
 
-def _labelme_pairs(folder: Path) -> list[tuple[Path, Path]]:
-    pairs = []
+def _inside(folder: Path, js: Path, declared: str) -> Path | None:
+    """The file a LabelMe imagePath names, if it lies under `folder`; else None.
+
+    The path is normalised without following links and that normalised path is the one
+    opened, so a `..` can neither climb out of the folder nor out through a linked directory.
+    Links the folder itself holds are followed when opened, like the folder walk follows them
+    (the evaluation folder may link to images kept elsewhere).
+    """
+    root = Path(os.path.normpath(folder.absolute()))
+    candidate = Path(os.path.normpath(js.parent.absolute() / declared))
+    return candidate if candidate.is_relative_to(root) else None
+
+
+def _labelme_pairs(folder: Path) -> tuple[list[tuple[Path, Path]], list[dict]]:
+    """(image, JSON) pairs under `folder`, and the JSON files refused with the reason."""
+    pairs, refused = [], []
     for js in sorted(folder.rglob("*.json")):
         image = None
         try:
             declared = json.loads(js.read_text()).get("imagePath")
         except (OSError, ValueError, AttributeError):
             declared = None
-        if declared:
-            candidate = (js.parent / declared).resolve()
+        if declared and isinstance(declared, str):
+            candidate = _inside(folder, js, declared.replace("\\", "/"))
+            if candidate is None:
+                refused.append(
+                    {
+                        "path": str(js),
+                        "reason": f"its imagePath points outside {folder}; only files under "
+                        "the folder given are read",
+                    }
+                )
+                continue
             if candidate.is_file():
                 image = candidate
         if image is None:
@@ -121,18 +155,23 @@ def _labelme_pairs(folder: Path) -> list[tuple[Path, Path]]:
             )
         if image is not None:
             pairs.append((image, js))
-    return pairs
+    return pairs, refused
 
 
 def _read_labelme_shapes(path: Path, size: tuple[int, int]) -> list:
-    """Validated shapes of a LabelMe file for an image of `size` (width, height)."""
-    from annotations.labelme_io import parse_labelme
+    """Validated shapes of a LabelMe file for an image of `size` (width, height), read with
+    the import's own limits (size, depth, duplicate keys, vertices, label length)."""
+    from annotations.labelme_io import LabelFileError, loads_labelme
+    from core.interchange.labelme_import import labelme_limits
 
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"not readable LabelMe JSON ({e})") from e
-    return list(parse_labelme(raw, source=str(path), image_size=size).shapes)
+        data = path.read_bytes()
+        label_file = loads_labelme(data, source=path.name, image_size=size, limits=labelme_limits())
+    except OSError as e:
+        raise ValueError(f"not readable LabelMe JSON ({e.strerror or type(e).__name__})") from e
+    except LabelFileError as e:
+        raise ValueError(str(e)) from e
+    return list(label_file.shapes)
 
 
 def _model_input(loaded) -> np.ndarray:
@@ -144,12 +183,21 @@ def _model_input(loaded) -> np.ndarray:
     return model_input(loaded.pixels, m.window_center, m.window_width, m.value_min, m.value_max)
 
 
-def _load_version(ws: Workspace, ref: str, device: str):
-    from core.tasks.predict import load_version_model
+def _load_version_info(ws: Workspace, ref: str):
+    """The model version `ref` names (an id or 'active'); BadInput saying why if none."""
     from core.versions import get_version
 
     try:
-        version = get_version(ws, ref)
+        return get_version(ws, ref)
+    except LookupError as e:
+        raise BadInput(str(e)) from e
+
+
+def _load_version(ws: Workspace, ref: str, device: str):
+    from core.tasks.predict import load_version_model
+
+    version = _load_version_info(ws, ref)
+    try:
         return (version, *load_version_model(ws, version, device))
     except (LookupError, ValueError, FileNotFoundError) as e:
         raise BadInput(str(e)) from e
@@ -164,9 +212,12 @@ def cmd_evaluate(ws: Workspace, args: argparse.Namespace) -> dict:
     folder = Path(args.labelme)
     if not folder.is_dir():
         raise BadInput(f"{folder} is not a folder of images with LabelMe JSON")
-    pairs = _labelme_pairs(folder)
+    pairs, refused = _labelme_pairs(folder)
     if not pairs:
-        raise BadInput(f"no LabelMe JSON with its image found under {folder}")
+        raise BadInput(
+            f"no LabelMe JSON with its image found under {folder}"
+            + (f"; refused: {refused[:3]}" if refused else "")
+        )
     version, model, meta, dev = _load_version(ws, args.model, args.device)
     label = args.label or version.label
     preds, truths, skipped = [], [], []
@@ -193,6 +244,7 @@ def cmd_evaluate(ws: Workspace, args: argparse.Namespace) -> dict:
         "n_images": len(preds),
         **dataset_scores(preds, truths),
         "skipped": skipped,
+        "refused": refused,  # any makes the exit status 2, as for every refused input
     }
 
 
@@ -222,11 +274,12 @@ def cmd_predict(ws: Workspace, args: argparse.Namespace) -> dict:
         try:
             loaded = load_image(src.read(), src.name)
         except (ImageRejected, ValueError, OSError) as e:
-            refused.append({"path": src.name, "reason": str(e)})
+            refused.append({"input": n, "path": src.name, "reason": str(e)})
             continue
         prob = predict_probability(model, _model_input(loaded), meta.size, dev, meta.normalisation)
         summary = prediction_summary(prob, args.threshold)
-        # Output names are sequence numbers: source names may identify a patient.
+        # Output names are the input's position: source names may identify a patient, so
+        # none is written under out/ (the README says how to map back).
         stem = f"pred-{n:05d}"
         probability_u8 = np.round(prob * 255).astype(np.uint8)
         mask_u8 = above_threshold(prob, args.threshold).astype(np.uint8) * 255
@@ -243,7 +296,7 @@ def cmd_predict(ws: Workspace, args: argparse.Namespace) -> dict:
             "boxes": [asdict(b) for b in summary.boxes],
         }
         atomic_write_bytes(out / f"{stem}_boxes.json", json.dumps(boxes).encode())
-        written.append({"input": src.name, "output": stem})
+        written.append({"input": n, "output": stem})
     atomic_write_bytes(out / "index.json", json.dumps(written, indent=1).encode())
     return {
         "model_version": version.id,
@@ -260,13 +313,14 @@ def cmd_models(ws: Workspace, args: argparse.Namespace) -> dict:
 
 
 def add_activate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("version", type=int, help="model version id to make active")
+    p.add_argument("version", help="model version id to make active")
 
 
 def cmd_activate(ws: Workspace, args: argparse.Namespace) -> dict:
     from core.versions import activate
 
+    version = _load_version_info(ws, args.version)
     try:
-        return {"active": activate(ws, args.version).id}
+        return {"active": activate(ws, version.id).id}
     except LookupError as e:
         raise BadInput(str(e)) from e

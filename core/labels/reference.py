@@ -1,8 +1,18 @@
-"""Which labels a training run learns from: per image, the revision(s) and findings that count.
+"""The reference standard: per image, the labels that count as truth for training, review
+Dice and the Models page — one rule, used by all of them.
 
-The rule is one per request: a named reader's newest labels, the newest of any reader, or the
-consensus (pixel-wise majority) of every reader's newest. Explicit negatives ("reviewed: no
-finding", "no pneumonia") are empty masks for finding labels, never for anatomy.
+Per image and label, in order:
+1. a reviewer's adjudicated revision (the newest adjudication of the image), if it has shapes
+   of the label;
+2. otherwise the human readers' labels: the consensus (pixel-wise majority) of every reader's
+   newest human revision, or the newest of them (the default), or one named reader's;
+3. otherwise, for finding labels (not anatomy), an explicit negative finding ("reviewed: no
+   finding", "no pneumonia") is an empty mask.
+
+"Human" revisions are drawn, imported or corrected ones (core.labels.provenance). A prediction
+accepted as it was, or opened for correction and not yet corrected, is model output: it is not
+truth until a reviewer adjudicates it, unless the caller opts in (include_model) — so a model
+is never trained or scored on its own predictions by accident.
 """
 
 from __future__ import annotations
@@ -13,19 +23,22 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import select
 
-from core.vocab import ANATOMY_LABELS, CONSENSUS, NEGATIVE_FINDINGS
+from annotations.rasterise import label_mask
+from annotations.shapes import shape_from_dict
+from core.labels.provenance import Origin
+from core.vocab import ANATOMY_LABELS, CONSENSUS, FINDINGS, NEGATIVE_FINDINGS
 from core.workspace import Workspace
 from db import queries
-from db.models import AnnotationRevision, Image, ImageFinding, LabelClass, Reader
+from db.models import AnnotationRevision, Image, ImageFinding, LabelClass, Reader, Review
 
 
 @dataclass(frozen=True)
 class LabelledImage:
-    """One image usable for training `label`, with the shapes its mask is drawn from.
+    """One image usable for `label`, with the shapes its reference mask is drawn from.
 
     shape_sets holds one list of `label` shapes per voting revision (one unless the consensus
     rule is used); an explicit negative has an empty list. revision_ids are those revisions,
-    for the model version's data snapshot.
+    for the model version's data snapshot. reason says which rule chose them, in plain words.
     """
 
     image_id: int
@@ -35,6 +48,15 @@ class LabelledImage:
     width: int
     height: int
     shape_sets: tuple[tuple[dict, ...], ...]
+    reason: str = ""
+    readers: tuple[str, ...] = ()  # who voted, in shape_sets order
+
+    def mask(self, label: str) -> np.ndarray:
+        """The reference mask (original size): the one rasteriser, majority of the votes."""
+        size = (self.width, self.height)
+        votes = [label_mask([shape_from_dict(d) for d in shapes], size, label)
+                 for shapes in self.shape_sets]  # fmt: skip
+        return consensus_mask(votes)
 
     @property
     def negative(self) -> bool:
@@ -57,48 +79,114 @@ def _reader_id(s, reader: str | None) -> int | None:
     return rd.id
 
 
-def labelled_images(ws: Workspace, label: str, reader: str | None = None) -> list[LabelledImage]:
-    """Images usable to learn `label`: the chosen revision(s) have shapes of that label, or
-    (for finding labels, not anatomy) the newest finding is an explicit negative and no chosen
-    revision has such shapes. Raises ValueError for an unknown label or reader."""
+def _has(rev: AnnotationRevision, label: str) -> bool:
+    return any(d.get("label") == label for d in rev.shapes)
+
+
+def _describe(rev: AnnotationRevision, reader: str) -> str:
+    origin = Origin(rev.origin, rev.model_version_id).describe()
+    return f"revision {rev.revision} of {reader} ({origin})"
+
+
+def _adjudications(s, image_ids: Sequence[int] | None) -> dict[int, tuple[int, str]]:
+    """image -> (revision id, reviewer) of its newest adjudication."""
+    stmt = (
+        select(Review.image_id, Review.revision_id, Reader.name)
+        .join(Reader, Reader.id == Review.reader_id)
+        .where(Review.decision == "adjudicated", Review.revision_id.is_not(None))
+        .order_by(Review.id)
+    )
+    if image_ids is not None:
+        stmt = stmt.where(Review.image_id.in_(list(image_ids)))
+    return {image_id: (rev_id, name) for image_id, rev_id, name in s.execute(stmt)}
+
+
+def labelled_images(
+    ws: Workspace,
+    label: str,
+    reader: str | None = None,
+    *,
+    image_ids: Sequence[int] | None = None,
+    include_model: bool = False,
+) -> list[LabelledImage]:
+    """The reference standard of `label` for every image that has one (or only `image_ids`).
+
+    reader: None = adjudicated, else the newest human revision; CONSENSUS = adjudicated, else
+    the majority of every human reader's newest; a reader's name = that reader's newest (an
+    explicit choice: no adjudication overrides it). include_model: let model-made revisions
+    count as human ones. Raises ValueError for an unknown label or reader.
+    """
     consensus = reader == CONSENSUS
+    named = reader is not None and not consensus
     with ws.sessions() as s:
         _check_label(s, label)
         reader_id = _reader_id(s, reader)
-        # Each reader's newest revision and finding per image; without the consensus rule
-        # only the newest of those that speak about `label` counts.
+        pinned = {} if named else _adjudications(s, image_ids)
+        pinned_revs = {
+            r.id: r
+            for r in s.scalars(
+                select(AnnotationRevision).where(
+                    AnnotationRevision.id.in_([rid for rid, _ in pinned.values()])
+                )
+            )
+        }
+        names = dict(s.execute(select(Reader.id, Reader.name)).all())
+        # Each reader's newest revision and finding per image (the newest first). A reader
+        # whose newest revision is model output has no human vote on that image.
         votes: dict[int, list[AnnotationRevision]] = {}
-        for rev, _name in queries.newest_per_reader(s, AnnotationRevision, reader_id=reader_id):
-            if any(d.get("label") == label for d in rev.shapes):
+        for rev, _name in queries.newest_per_reader(
+            s, AnnotationRevision, image_ids=image_ids, reader_id=reader_id
+        ):
+            human = include_model or not Origin(rev.origin).from_model
+            if human and _has(rev, label):
                 votes.setdefault(rev.image_id, []).append(rev)
-        if not consensus:
-            votes = {i: [max(revs, key=lambda r: r.id)] for i, revs in votes.items()}
-        negatives: dict[int, int] = {}  # image -> number of readers saying "nothing there"
+        findings: dict[int, list[ImageFinding]] = {}
         if label not in ANATOMY_LABELS:
-            findings: dict[int, list[ImageFinding]] = {}
-            for f, _name in queries.newest_per_reader(s, ImageFinding, reader_id=reader_id):
+            for f, _name in queries.newest_per_reader(
+                s, ImageFinding, image_ids=image_ids, reader_id=reader_id
+            ):
                 findings.setdefault(f.image_id, []).append(f)
-            for image_id, rows in findings.items():
-                if consensus:  # a reader who drew shapes has voted already
-                    drew = {r.reader_id for r in votes.get(image_id, [])}
-                    rows = [f for f in rows if f.reader_id not in drew]
-                else:
-                    rows = [max(rows, key=lambda f: f.id)]
-                count = sum(f.finding in NEGATIVE_FINDINGS for f in rows)
-                if count:
-                    negatives[image_id] = count
-        ids = sorted(set(votes) | set(negatives))
-        images = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(ids)))}
-        out = []
-        for image_id in ids:
-            im, revs = images[image_id], sorted(votes.get(image_id, []), key=lambda r: r.id)
-            sets = [tuple(d for d in r.shapes if d.get("label") == label) for r in revs]
-            # A reader's "no finding" is an empty vote in the consensus; otherwise a positive
-            # revision outranks a negative finding (drawn shapes are the more specific label).
+        chosen: dict[int, tuple[list[AnnotationRevision], list[ImageFinding], str]] = {}
+        for image_id in sorted(set(votes) | set(findings) | set(pinned)):
+            pin = pinned.get(image_id)
+            rev = pinned_revs.get(pin[0]) if pin else None
+            if rev is not None and _has(rev, label):
+                reason = f"adjudicated by {pin[1]}: {_describe(rev, names[rev.reader_id])}"
+                chosen[image_id] = ([rev], [], reason)
+                continue
+            revs = votes.get(image_id, [])
+            rows = findings.get(image_id, [])
             if consensus:
-                sets += [()] * negatives.get(image_id, 0)
-            elif not sets:
-                sets = [()]
+                drew = {r.reader_id for r in revs}  # a reader who drew shapes has voted
+                negatives = [f for f in rows if f.reader_id not in drew]
+                negatives = [f for f in negatives if f.finding in NEGATIVE_FINDINGS]
+                if revs or negatives:
+                    count = len(revs) + len(negatives)
+                    reason = f"consensus of {count} reader(s)" if count > 1 else ""
+                    if count == 1 and revs:
+                        reason = f"only reader: {_describe(revs[0], names[revs[0].reader_id])}"
+                    elif count == 1:
+                        reason = _negative_reason(negatives[0], names)
+                    chosen[image_id] = (sorted(revs, key=lambda r: r.id), negatives, reason)
+                continue
+            if revs:
+                # A positive revision outranks a negative finding (drawn shapes are the more
+                # specific label).
+                newest = max(revs, key=lambda r: r.id)
+                what = "newest human revision" if not named else "chosen reader's newest"
+                reason = f"{what}: {_describe(newest, names[newest.reader_id])}"
+                chosen[image_id] = ([newest], [], reason)
+            elif rows:
+                newest_f = max(rows, key=lambda f: f.id)
+                if newest_f.finding in NEGATIVE_FINDINGS:
+                    chosen[image_id] = ([], [newest_f], _negative_reason(newest_f, names))
+        images = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(list(chosen))))}
+        out = []
+        for image_id, (revs, negatives, reason) in chosen.items():
+            im = images[image_id]
+            sets = [tuple(d for d in r.shapes if d.get("label") == label) for r in revs]
+            sets += [()] * len(negatives)
+            voters = [names[r.reader_id] for r in revs] + [names[f.reader_id] for f in negatives]
             out.append(
                 LabelledImage(
                     image_id=image_id,
@@ -108,9 +196,16 @@ def labelled_images(ws: Workspace, label: str, reader: str | None = None) -> lis
                     width=im.width,
                     height=im.height,
                     shape_sets=tuple(sets),
+                    reason=reason,
+                    readers=tuple(voters),
                 )
             )
         return out
+
+
+def _negative_reason(finding: ImageFinding, names: dict[int, str]) -> str:
+    said = FINDINGS.get(finding.finding, finding.finding)
+    return f"explicit negative: {names[finding.reader_id]} said {said!r}"
 
 
 def consensus_mask(masks: Sequence[np.ndarray]) -> np.ndarray:

@@ -5,6 +5,7 @@ a version's image-level report (report) and the red-over-blue drawing (overlay).
 from core.review.actions import (
     ReviewInfo,
     accept_prediction,
+    adjudicate,
     prediction_shapes,
     reject_prediction,
     review_history,
@@ -29,6 +30,7 @@ __all__ = [
     "ReviewInfo",
     "ReviewRow",
     "accept_prediction",
+    "adjudicate",
     "gradcam_heatmap",
     "load_review",
     "order_rows",

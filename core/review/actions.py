@@ -13,9 +13,9 @@ from core.ml.metrics import above_threshold
 from core.review.overlay import mask_to_shapes
 from core.review.view import read_probability
 from core.versions import get_version
-from core.vocab import REVIEW_DECISIONS
+from core.vocab import REVIEW_DECISIONS, REVIEWER_ROLES
 from core.workspace import Workspace
-from db.models import Image, Reader, Review
+from db.models import AnnotationRevision, Image, Reader, Review
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class ReviewInfo:
     decision: str
     comment: str | None
     created_at: datetime
+    revision_id: int | None = None  # the adjudicated revision
 
 
 def prediction_shapes(
@@ -79,6 +80,7 @@ def _add_review(
     decision: str,
     version_id: int | None,
     comment: str | None,
+    revision_id: int | None = None,
 ) -> ReviewInfo:
     if decision not in REVIEW_DECISIONS:
         raise ValueError(f"unknown decision {decision!r}; one of {', '.join(REVIEW_DECISIONS)}")
@@ -89,10 +91,19 @@ def _add_review(
         image = s.get(Image, image_id)
         if image is None:
             raise ValueError(f"image {image_id} is not in this workspace")
+        if decision == "adjudicated":
+            if rd.role not in REVIEWER_ROLES:
+                raise PermissionError(
+                    f"{reader} is an {rd.role}: only a reviewer or an admin can adjudicate"
+                )
+            rev = s.get(AnnotationRevision, revision_id) if revision_id is not None else None
+            if rev is None or rev.image_id != image_id:
+                raise ValueError(f"revision {revision_id} is not a revision of image {image_id}")
         row = Review(
             image_id=image_id,
             reader_id=rd.id,
             model_version_id=version_id,
+            revision_id=revision_id,
             decision=decision,
             comment=(comment or "").strip() or None,
         )
@@ -101,8 +112,9 @@ def _add_review(
             image.status = "reviewed"
         s.flush()
         return ReviewInfo(
-            row.id, image_id, reader, version_id, decision, row.comment, row.created_at
-        )
+            row.id, image_id, reader, version_id, decision, row.comment, row.created_at,
+            revision_id,
+        )  # fmt: skip
 
 
 def accept_prediction(
@@ -152,6 +164,17 @@ def sign_off(
     return _add_review(ws, image_id, reader, "signed_off", version_id, comment)
 
 
+def adjudicate(
+    ws: Workspace, image_id: int, revision_id: int, reviewer: str, comment: str | None = None
+) -> ReviewInfo:
+    """A reviewer makes one revision (any reader's, a model-made one too) the image's reference
+    standard for training and review, until a later adjudication. Raises PermissionError for
+    an annotator, ValueError for a revision of another image."""
+    return _add_review(
+        ws, image_id, reviewer, "adjudicated", None, comment, revision_id=revision_id
+    )
+
+
 def review_history(ws: Workspace, image_id: int) -> list[ReviewInfo]:
     with ws.sessions() as s:
         rows = s.execute(
@@ -162,7 +185,14 @@ def review_history(ws: Workspace, image_id: int) -> list[ReviewInfo]:
         ).all()
         return [
             ReviewInfo(
-                r.id, r.image_id, name, r.model_version_id, r.decision, r.comment, r.created_at
-            )
+                r.id,
+                r.image_id,
+                name,
+                r.model_version_id,
+                r.decision,
+                r.comment,
+                r.created_at,
+                r.revision_id,
+            )  # fmt: skip
             for r, name in rows
         ]

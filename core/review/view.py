@@ -11,15 +11,12 @@ import cv2
 import numpy as np
 from sqlalchemy import func, select
 
-from annotations.rasterise import label_mask
-from annotations.shapes import shape_from_dict
 from core.labels.catalog import display_image
+from core.labels.reference import labelled_images
 from core.ml.metrics import Box, above_threshold, components_to_boxes, pixel_counts
 from core.review.overlay import draw_boxes, overlay
 from core.versions import get_version
-from core.vocab import NEGATIVE_FINDINGS
 from core.workspace import Workspace
-from db import queries
 from db.models import AnnotationRevision, Image, ImageFinding, Prediction
 
 
@@ -34,8 +31,9 @@ class ImageReview:
     threshold: float
     gray: np.ndarray  # display rendition, uint8
     probability: np.ndarray  # at display size, float32 in [0, 1]
-    truth: np.ndarray | None  # at display size, bool; None when nobody labelled the image
-    truth_reader: str | None
+    truth: np.ndarray | None  # at display size, bool; None when the image has no reference
+    truth_reader: str | None  # whose labels are the reference (the first voter)
+    truth_reason: str | None  # which rule of the reference standard chose them, in words
     scale: float  # display pixels per original pixel
     boxes: list[Box]  # original pixels
     dice: float | None
@@ -72,45 +70,6 @@ def read_probability(ws: Workspace, version_id: int, image_id: int) -> np.ndarra
     return data.astype(np.float32) / 255.0
 
 
-@dataclass(frozen=True)
-class _Truth:
-    reader: str
-    shapes: list
-    width: int
-    height: int
-    negative: bool = False
-
-    def mask(self, label: str) -> np.ndarray:
-        return label_mask(
-            [shape_from_dict(d) for d in self.shapes], (self.width, self.height), label
-        )
-
-
-def _truth_for(ws: Workspace, image_id: int, label: str, reader: str | None) -> _Truth | None:
-    """The labels to score against: `reader`'s newest revision (or the newest of anyone's)
-    with shapes of `label`; else an explicit negative finding (an empty truth)."""
-    with ws.sessions() as s:
-        reader_id = None
-        if reader is not None:
-            rd = queries.reader_by_name(s, reader)
-            if rd is None:
-                return None
-            reader_id = rd.id
-        revisions = queries.newest_per_reader(
-            s, AnnotationRevision, image_ids=[image_id], reader_id=reader_id
-        )
-        for rev, name in revisions:  # newest first
-            if any(d.get("label") == label for d in rev.shapes):
-                return _Truth(name, list(rev.shapes), rev.image_width, rev.image_height)
-        findings = queries.newest_per_reader(
-            s, ImageFinding, image_ids=[image_id], reader_id=reader_id
-        )
-        if findings and findings[0][0].finding in NEGATIVE_FINDINGS:
-            image = s.get(Image, image_id)
-            return _Truth(findings[0][1], [], image.width, image.height, negative=True)
-    return None
-
-
 def _resize_to(array: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
     if array.shape == shape:
         return array
@@ -127,14 +86,17 @@ def load_review(
     truth_reader: str | None = None,
     max_side: int = 1024,
 ) -> ImageReview:
-    """Image, stored prediction and labels of one image, scored at `threshold`.
+    """Image, stored prediction and reference labels of one image, scored at `threshold`.
+    truth_reader: None = the reference standard (core.labels.reference), "consensus", or a
+    reader's name.
 
     Dice/IoU are computed at the original resolution; the arrays returned are display-sized.
     """
     version = get_version(ws, version_id)
     prob = read_probability(ws, version_id, image_id)
     gray = display_image(ws, image_id, max_side=max_side)
-    truth = _truth_for(ws, image_id, version.label, truth_reader)
+    found = labelled_images(ws, version.label, truth_reader, image_ids=[image_id])
+    truth = found[0] if found else None
     dice = iou = accuracy = None
     truth_small = None
     predicted = above_threshold(prob, threshold)
@@ -160,7 +122,8 @@ def load_review(
         gray=gray,
         probability=_resize_to(prob, gray.shape, nearest=False),
         truth=truth_small,
-        truth_reader=truth.reader if truth else None,
+        truth_reader=truth.readers[0] if truth and truth.readers else None,
+        truth_reason=truth.reason if truth else None,
         scale=gray.shape[1] / prob.shape[1],
         boxes=components_to_boxes(prob, threshold),
         dice=dice,

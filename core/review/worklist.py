@@ -13,13 +13,13 @@ from sqlalchemy import select
 
 from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
+from core.labels.reference import labelled_images
 from core.ml.metrics import above_threshold, pixel_counts
 from core.review.view import read_probability
 from core.versions import get_version
-from core.vocab import NEGATIVE_FINDINGS
 from core.workspace import Workspace
 from db import queries
-from db.models import AnnotationRevision, Image, ImageFinding, Prediction, Review
+from db.models import AnnotationRevision, Image, Prediction, Review
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def review_rows(
     truth_reader: str | None = None,
     image_ids: Sequence[int] | None = None,
 ) -> list[ReviewRow]:
-    """One row per image the version has predicted, with the scores the worklist sorts by."""
+    """One row per image the version has predicted, with the scores the worklist sorts by.
+    Dice is against the reference standard (core.labels.reference; truth_reader as there)."""
     version = get_version(ws, version_id)
     label = version.label
     with ws.sessions() as s:
@@ -76,7 +77,6 @@ def review_rows(
         preds = s.execute(stmt).all()
         ids = [p.image_id for p, *_ in preds]
         by_reader = _newest_by_reader(s, ids)
-        negatives = _negatives(s, ids, truth_reader)
         decisions: dict[int, list[str]] = defaultdict(list)
         for image_id, decision in s.execute(
             select(Review.image_id, Review.decision)
@@ -84,6 +84,7 @@ def review_rows(
             .order_by(Review.id)
         ):
             decisions[image_id].append(decision)
+    references = {li.image_id: li for li in labelled_images(ws, label, truth_reader, image_ids=ids)}
     rows = []
     for pred, name, width, height in preds:
         prob = read_probability(ws, version_id, pred.image_id)
@@ -93,9 +94,8 @@ def review_rows(
             for reader, rev in by_reader.get(pred.image_id, {}).items()
             if any(d.get("label") == label for d in rev.shapes)
         }
-        reference = _reference(reader_masks, truth_reader)
-        if reference is None and pred.image_id in negatives:
-            reference = np.zeros((height, width), dtype=bool)
+        ref = references.get(pred.image_id)
+        reference = ref.mask(label) if ref is not None else None
         model_vs = [1.0 - pixel_counts(predicted, m).dice for m in reader_masks.values()]
         rows.append(
             ReviewRow(
@@ -111,26 +111,6 @@ def review_rows(
             )
         )
     return rows
-
-
-def _reference(masks: dict[str, np.ndarray], reader: str | None) -> np.ndarray | None:
-    if reader is not None:
-        return masks.get(reader)
-    return next(iter(masks.values()), None)  # newest revision first
-
-
-def _negatives(s, ids: Sequence[int], reader: str | None) -> set[int]:
-    """Images whose newest finding (of `reader`, or of anyone) is an explicit negative."""
-    reader_id = None
-    if reader is not None:
-        rd = queries.reader_by_name(s, reader)
-        if rd is None:
-            return set()
-        reader_id = rd.id
-    newest: dict[int, ImageFinding] = {}
-    for f, _name in queries.newest_per_reader(s, ImageFinding, image_ids=ids, reader_id=reader_id):
-        newest.setdefault(f.image_id, f)  # newest first
-    return {i for i, f in newest.items() if f.finding in NEGATIVE_FINDINGS}
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,9 @@ class TrainRequest:
     early_stopping_patience: int | None = 10
     activate: str = "if_better"
     augment: bool = True
+    # Let model-made revisions (accepted or uncorrected predictions) count as truth. Off by
+    # default: a model is never trained on its own output unless someone asks for it.
+    include_model_labels: bool = False
     created_by: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -60,14 +63,17 @@ def build_train_config(ws: Workspace, req: TrainRequest) -> TrainConfig:
     parent version) saying what to change. Used when a job is submitted and when it runs."""
     if req.activate not in ACTIVATE_RULES:
         raise ValueError(f"activate must be one of {', '.join(ACTIVATE_RULES)}")
-    arch = req.arch or DEFAULT_ARCH
-    encoder = req.encoder or DEFAULT_ENCODER
-    size = req.size or DEFAULT_SIZE
+    # `is None`, not `or`: a size of 0 was asked for and must be refused by TrainConfig, not
+    # silently replaced by the default.
+    arch = DEFAULT_ARCH if req.arch is None else req.arch
+    encoder = DEFAULT_ENCODER if req.encoder is None else req.encoder
+    size = DEFAULT_SIZE if req.size is None else req.size
     parent_checkpoint = None
     if req.from_version is not None:
         parent = get_version(ws, req.from_version)
-        arch, encoder = req.arch or parent.arch, req.encoder or parent.encoder
-        size = req.size or parent.image_size
+        arch = parent.arch if req.arch is None else req.arch
+        encoder = parent.encoder if req.encoder is None else req.encoder
+        size = parent.image_size if req.size is None else req.size
         if (parent.arch, parent.encoder) != (arch, encoder):
             raise ValueError(
                 f"version {parent.id} is a {parent.arch}/{parent.encoder} model; choose that "
@@ -116,5 +122,8 @@ def submit_training(ws: Workspace, request: TrainRequest) -> int:
     """Check a TrainRequest (names, numbers, enough labels, fine-tune parent) and queue it.
     Returns the job id."""
     build_train_config(ws, request)
-    check_enough_labels(len(labelled_images(ws, request.label, request.reader)), request.label)
+    found = labelled_images(
+        ws, request.label, request.reader, include_model=request.include_model_labels
+    )
+    check_enough_labels(len(found), request.label)
     return submit_job(ws, "train", asdict(request), request.created_by)

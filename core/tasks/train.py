@@ -14,14 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from annotations.rasterise import label_mask
-from annotations.shapes import shape_from_dict
 from core.jobs.queue import submit_job
 from core.jobs.reporter import JobReporter
 from core.labels.catalog import training_pixels
-from core.labels.reference import LabelledImage, consensus_mask, labelled_images
+from core.labels.reference import LabelledImage, labelled_images
 from core.ml.dataset import TrainItem, patient_of, patient_split
 from core.ml.progress import NullProgress, ProgressCallback
 from core.ml.training.loop import train_model
@@ -32,20 +28,15 @@ from db.models import ModelVersion
 
 
 def train_items(ws: Workspace, images: Iterable[LabelledImage], label: str) -> list[TrainItem]:
-    """Lazy training items: pixels under the default window, masks from the one rasteriser."""
+    """Lazy training items: pixels under the default window, reference masks from the one
+    rasteriser."""
 
     def item(li: LabelledImage) -> TrainItem:
-        shape_sets = [[shape_from_dict(d) for d in shapes] for shapes in li.shape_sets]
-
-        def mask() -> np.ndarray:
-            size = (li.width, li.height)
-            return consensus_mask([label_mask(shapes, size, label) for shapes in shape_sets])
-
         return TrainItem(
             image_id=li.image_id,
             patient_key=li.patient_key,
             load_image=lambda: training_pixels(ws, li.image_id),
-            mask=mask,
+            mask=lambda: li.mask(label),
             cache_key=li.content_hash,
         )
 
@@ -71,7 +62,7 @@ def train(
     progress = progress or NullProgress()
     config = build_train_config(ws, req)  # checks names and numbers before any data is read
     arch, encoder, size = config.arch, config.encoder, config.size
-    labelled = labelled_images(ws, req.label, req.reader)
+    labelled = labelled_images(ws, req.label, req.reader, include_model=req.include_model_labels)
     check_enough_labels(len(labelled), req.label)
     items = train_items(ws, labelled, req.label)
     train_set, val_set = patient_split(items, req.val_fraction, req.seed)
@@ -106,6 +97,9 @@ def train(
     snapshot = {
         "label": req.label,
         "reader": req.reader,
+        # Which rule chose the labels: the reference standard, the consensus or one reader.
+        "reference": req.reader or "standard",
+        "include_model_labels": req.include_model_labels,
         "n_images": len(items),
         "n_train": len(train_set),
         "n_val": len(val_set),
