@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import event, inspect, select, update
 
+from core.labels.catalog import MAX_RECORD_ID, is_record_id, parse_record_id
 from core.workspace import Workspace
 from db.models import ModelVersion
 
@@ -102,18 +103,30 @@ def list_versions(ws: Workspace) -> list[VersionInfo]:
         return [_info(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))]
 
 
+def _version_id(ref: int | str) -> int:
+    """The version id a reference names; LookupError with the valid form when it names none
+    (text that is not ASCII digits, a negative number, or one no database id can hold)."""
+    vid = ref if is_record_id(ref) else None
+    if isinstance(ref, str):
+        vid = parse_record_id(ref)
+    if vid is None:
+        raise LookupError(
+            f"model {str(ref)[:40]!r} is neither a version id nor 'active' (version ids are "
+            f"whole numbers from 1 to {MAX_RECORD_ID:,}; `pneumolab models` lists them)"
+        )
+    return vid
+
+
 def get_version(ws: Workspace, ref: int | str) -> VersionInfo:
-    """A version by id, or "active". Raises LookupError with what to do."""
+    """A version by id (an int or its digits), or "active". Raises LookupError with what to
+    do."""
+    vid = None if ref == "active" else _version_id(ref)
     with ws.sessions() as s:
-        if ref == "active":
+        if vid is None:
             v = s.scalar(select(ModelVersion).where(ModelVersion.is_active.is_(True)))
             if v is None:
                 raise LookupError("no model version is active; train one or activate a version")
             return _info(v)
-        try:
-            vid = int(ref)
-        except (TypeError, ValueError) as e:
-            raise LookupError(f"model {ref!r} is neither a version id nor 'active'") from e
         v = s.get(ModelVersion, vid)
         if v is None:
             raise LookupError(f"model version {vid} does not exist; `pneumolab models` lists them")
@@ -129,6 +142,7 @@ def active_version(ws: Workspace) -> VersionInfo | None:
 
 def activate(ws: Workspace, version_id: int) -> VersionInfo:
     """Make one version active (rollback is activating an older one)."""
+    version_id = _version_id(version_id)
     with ws.sessions.begin() as s:
         v = s.get(ModelVersion, version_id)
         if v is None:

@@ -37,7 +37,13 @@ from annotations.canvas import (
     rgba,
     shapes_to_fabric,
 )
-from core.labels.catalog import WORKLIST_SORTS, WorklistFilter, image_info, worklist_ids
+from core.labels.catalog import (
+    WORKLIST_SORTS,
+    WorklistFilter,
+    find_image,
+    image_info,
+    worklist_ids,
+)
 from core.labels.drafts import DraftRefused, save_draft
 from core.labels.readers import add_label, list_labels, list_readers
 from core.labels.revisions import latest_by_reader, save_revision
@@ -96,9 +102,16 @@ if not order:
 
 wanted = st.query_params.get("image")
 if wanted and wanted != st.session_state.get("annotate_query_seen"):
-    st.session_state["annotate_query_seen"] = wanted
-    if wanted.isdigit():
-        st.session_state["annotate_image_id"] = int(wanted)
+    # Only a checked id reaches the session; the link's text is never stored or shown.
+    try:
+        st.session_state["annotate_image_id"] = find_image(ws, wanted)
+        st.session_state["annotate_query_seen"] = wanted
+    except LookupError as e:
+        st.session_state["annotate_image_id"] = order[0]
+        reason = str(e)
+        message = f"{reason[:1].upper()}{reason[1:]}; showing the first image of the worklist."
+        flash("warning", message)  # for the reruns to come
+        st.warning(message)  # this run drew the flashed messages before it knew of this one
 image_id = st.session_state.get("annotate_image_id")
 if image_id is None:
     image_id = st.session_state["annotate_image_id"] = order[0]

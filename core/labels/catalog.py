@@ -16,6 +16,7 @@ from db.models import Image
 from db.queries import WORKLIST_SORTS, ImageRow, WorklistFilter
 
 __all__ = [
+    "MAX_RECORD_ID",
     "STATUSES",
     "WORKLIST_SORTS",
     "ImageInfo",
@@ -23,15 +24,48 @@ __all__ = [
     "WorklistFilter",
     "WorklistPage",
     "display_image",
+    "find_image",
     "image_info",
     "image_pixels",
+    "is_record_id",
     "list_images",
     "modalities",
+    "parse_image_id",
+    "parse_record_id",
     "presets",
     "training_pixels",
     "worklist",
     "worklist_ids",
 ]
+
+
+# Ids are INTEGER primary keys: 64-bit in SQLite but 32-bit in PostgreSQL, so the narrower
+# range is the one every workspace can hold; a larger number would overflow in the driver.
+MAX_RECORD_ID = 2**31 - 1
+
+
+def parse_record_id(text: str) -> int | None:
+    """A workspace record id (image, model version) written as text, or None if it is not one:
+    ASCII digits only (str.isdigit also accepts "²" and other scripts' digits), 1 to
+    MAX_RECORD_ID."""
+    if not isinstance(text, str) or not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0")
+    if not digits or len(digits) > len(str(MAX_RECORD_ID)):  # also keeps int() cheap
+        return None
+    value = int(digits)
+    return value if value <= MAX_RECORD_ID else None
+
+
+def parse_image_id(text: str) -> int | None:
+    """An image id from a URL or a form field, or None if the text cannot be one."""
+    return parse_record_id(text)
+
+
+def is_record_id(value: object) -> bool:
+    """Whether `value` is an int a workspace id column can hold (lookups check this first:
+    the database driver raises OverflowError on larger ones)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_RECORD_ID
 
 
 @dataclass(frozen=True)
@@ -99,7 +133,27 @@ class ImageInfo:
     pixel_scale: float
 
 
+def find_image(ws: Workspace, text: str) -> int:
+    """The id of the image a link or a typed field names. LookupError saying why when the text
+    is not an image id or no such image is in this workspace. The message never repeats the
+    text: it came from outside, and the page keeps its messages in the session."""
+    image_id = parse_image_id(text)
+    if image_id is None:
+        raise LookupError(
+            "the requested image id is not valid "
+            f"(image ids are whole numbers from 1 to {MAX_RECORD_ID:,})"
+        )
+    with ws.sessions() as s:
+        if s.get(Image, image_id) is None:
+            raise LookupError("the requested image is not in this workspace")
+    return image_id
+
+
 def image_info(ws: Workspace, image_id: int) -> ImageInfo:
+    """What is stored about one image. KeyError if it is not in this workspace (including ids
+    no database could hold)."""
+    if not is_record_id(image_id):
+        raise KeyError(f"image {image_id!r} is not in this workspace")
     with ws.sessions() as s:
         im = s.get(Image, image_id)
         if im is None:
