@@ -67,6 +67,8 @@ ARCHITECTURES: dict[str, str] = {
     "unet": "U-Net",
     "deeplabv3": "DeepLabV3",
     "deeplabv3plus": "DeepLabV3+",
+    # Ours (core.ml.segnet): a fixed VGG-16-bn encoder, so the encoder name is stored, ignored.
+    "segnet": "SegNet",
 }
 ENCODERS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
 LOSSES: dict[str, str] = {

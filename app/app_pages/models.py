@@ -1,21 +1,159 @@
 """Models: every trained version with its settings, data, curves and scores; activate or roll
-back; compare two versions on the same images."""
+back; compare two versions on the same images; compare architectures trained alike."""
 
 import pandas as pd
 import streamlit as st
 from ui_state import reader_name, workspace
 
+from core.jobs.records import JobInfo, get_job, latest_job
+from core.labels.readers import list_labels
 from core.review.report import compare_versions, curves, image_level, snapshot_size
 from core.review.view import load_review, versions_with_predictions
-from core.tasks.submit import submit_prediction
-from core.versions import activate, list_versions
+from core.tasks.submit import TrainRequest, submit_compare, submit_prediction
+from core.versions import VersionInfo, activate, list_versions
+from core.vocab import ARCHITECTURES, ENCODERS
+from core.vocab import FINISHED_JOB_STATES as FINISHED
+
+COMPARE_SIZES = (64, 128, 256, 384, 512)
+# What the side-by-side table shows of each architecture's report (core.tasks.compare).
+COMPARE_COLUMNS = {
+    "model_version": "version",
+    "val_dice": "val Dice",
+    "val_iou": "val IoU",
+    "pixel_accuracy": "pixel accuracy",
+    "image_auc": "image AUC",
+    "image_sensitivity": "image sensitivity",
+    "image_specificity": "image specificity",
+    "best_epoch": "best epoch",
+    "duration_s": "seconds",
+}
 
 ws = workspace()
 st.title("Model versions")
 
 versions = list_versions(ws)
+
+
+def _compare_form() -> None:
+    labels = [lab.name for lab in list_labels(ws)]
+    with st.form("models_arch_form"):
+        c1, c2, c3 = st.columns(3)
+        archs = c1.multiselect(
+            "Architectures",
+            list(ARCHITECTURES),
+            default=[a for a in ("unet", "deeplabv3", "segnet") if a in ARCHITECTURES],
+            format_func=ARCHITECTURES.get,
+            key="models_arch_archs",
+        )
+        label = c1.selectbox(
+            "Label to learn",
+            labels,
+            index=labels.index("lung") if "lung" in labels else 0,
+            key="models_arch_label",
+        )
+        size = c2.selectbox("Image size (px)", COMPARE_SIZES, index=1, key="models_arch_size")
+        epochs = c2.number_input("Epochs for each", 1, 500, 10, key="models_arch_epochs")
+        encoder = c3.selectbox(
+            "Encoder of U-Net / DeepLabV3",
+            ENCODERS,
+            index=1,
+            key="models_arch_encoder",
+            help="SegNet has its own VGG-16-bn encoder; for it this is stored but ignored.",
+        )
+        start = st.form_submit_button("Start comparison", type="primary")
+    st.caption(
+        "Each architecture trains on the same patient-wise split (same seed) with the same "
+        "budget: all epochs, no early stopping. Each becomes a model version that is not "
+        "activated."
+    )
+    if start:
+        request = TrainRequest(
+            label=label or "lung",
+            encoder=encoder,
+            size=int(size),
+            epochs=int(epochs),
+            activate="never",
+            created_by=reader_name(),
+        )
+        try:
+            st.session_state["models_arch_job"] = submit_compare(ws, archs, request)
+        except (ValueError, LookupError) as e:
+            st.error(f"Comparison not started: {e}")
+
+
+def _compare_job() -> JobInfo | None:
+    job_id = st.session_state.get("models_arch_job")
+    if job_id is not None:
+        try:
+            return get_job(ws, job_id)
+        except KeyError:
+            pass
+    return latest_job(ws, "compare")  # a reopened page shows the newest comparison
+
+
+def _compare_result(job: JobInfo, by_id: dict[int, VersionInfo]) -> None:
+    report = job.result.get("comparison") or {}
+    st.dataframe(
+        [
+            {"architecture": ARCHITECTURES.get(arch, arch)}
+            | {name: row.get(key) for key, name in COMPARE_COLUMNS.items()}
+            for arch, row in report.items()
+        ],
+        hide_index=True,
+    )
+    st.caption(
+        f"{job.result.get('n_train')} training and {job.result.get('n_val')} validation images, "
+        f"the same for each; {job.result.get('size')} px, {job.result.get('epochs')} epochs."
+    )
+    dice, loss = {}, {}
+    for arch, row in report.items():
+        version = by_id.get(row["model_version"])
+        if version is None:
+            continue
+        rows = curves(version)
+        name = ARCHITECTURES.get(arch, arch)
+        dice[name] = {r["epoch"]: r.get("val_dice") for r in rows}
+        loss[name] = {r["epoch"]: r.get("val_loss") for r in rows}
+    if dice:
+        l1, l2 = st.columns(2)
+        l1.caption("Validation Dice per epoch")
+        l1.line_chart(pd.DataFrame(dice).rename_axis("epoch"))
+        l2.caption("Validation loss per epoch")
+        l2.line_chart(pd.DataFrame(loss).rename_axis("epoch"))
+
+
+def compare_architectures() -> None:
+    """The "Compare architectures" section: start a comparison job, watch it, read it."""
+    _compare_form()
+    job = _compare_job()
+    if job is None:
+        return
+    live = job.state not in FINISHED
+
+    @st.fragment(run_every=1.5 if live else None)
+    def _panel() -> None:
+        current = get_job(ws, job.id)
+        st.markdown(f"**Comparison job {current.id}: {current.state}**")
+        if current.state not in FINISHED:
+            st.progress(min(max(current.progress, 0.0), 1.0), text=f"{current.progress:.0%}")
+            with st.expander("Log"):
+                st.code(current.log_tail[-6000:] or "(no output yet)", language=None)
+        elif current.state == "failed":
+            st.error(f"Comparison failed: {current.error}")
+        elif current.state == "cancelled":
+            st.warning("Comparison cancelled.")
+        if live and current.state in FINISHED:
+            st.rerun()  # finished: redraw the page once so the new versions are listed
+        if current.state == "succeeded":
+            _compare_result(current, {v.id: v for v in versions})
+
+    _panel()
+
+
 if not versions:
     st.info("No model versions yet. Start a training on the **Train** page.")
+    st.subheader("Compare architectures")
+    compare_architectures()
     st.stop()
 
 active = next((v for v in versions if v.is_active), None)
@@ -44,7 +182,12 @@ st.dataframe(
     hide_index=True,
 )
 
-tab_detail, tab_compare = st.tabs(["Version details", "Compare two versions"])
+tab_detail, tab_compare, tab_archs = st.tabs(
+    ["Version details", "Compare two versions", "Compare architectures"]
+)
+
+with tab_archs:
+    compare_architectures()
 
 with tab_detail:
     chosen_id = st.selectbox(

@@ -44,7 +44,14 @@ with st.form("train_form"):
     arch = c2.selectbox(
         "Architecture", list(ARCHITECTURES), format_func=ARCHITECTURES.get, key="train_arch"
     )
-    encoder = c2.selectbox("Encoder", ENCODERS, index=1, key="train_encoder")
+    encoder = c2.selectbox(
+        "Encoder",
+        ENCODERS,
+        index=1,
+        key="train_encoder",
+        help="The ResNet of U-Net and DeepLabV3(+). SegNet has its own VGG-16-bn encoder, "
+        "trained from scratch: for SegNet this choice is stored with the version but ignored.",
+    )
     loss = c3.selectbox("Loss", list(LOSSES), format_func=LOSSES.get, key="train_loss")
     size = c3.selectbox("Image size (px)", SIZES, index=SIZES.index(256), key="train_size")
     c4, c5, c6 = st.columns(3)

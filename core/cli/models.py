@@ -1,4 +1,4 @@
-"""CLI commands for models: train, evaluate, predict, models, activate."""
+"""CLI commands for models: train, compare, evaluate, predict, models, activate."""
 
 from __future__ import annotations
 
@@ -53,19 +53,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
-    from core.ml.progress import TextProgress
+def _train_request(args: argparse.Namespace, **fields):
+    """A TrainRequest of the settings train and compare share, plus `fields`."""
     from core.tasks.submit import TrainRequest
-    from core.tasks.train import train
 
-    if args.encoder_weights and not Path(args.encoder_weights).is_file():
-        raise BadInput(f"encoder weights file {args.encoder_weights} does not exist")
-    from_version = None
-    if args.from_version is not None:
-        from_version = _load_version_info(ws, args.from_version).id
-    req = TrainRequest(
+    return TrainRequest(
         label=args.label,
-        arch=args.arch,
         encoder=args.encoder,
         size=args.size,
         epochs=args.epochs,
@@ -74,16 +67,32 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
         optimizer=args.optimizer,
         loss=args.loss,
         device=args.device,
-        from_version=from_version,
         reader=args.reader,
         val_fraction=args.val_fraction,
         seed=args.seed,
-        encoder_weights=args.encoder_weights,
-        early_stopping_patience=args.patience,
-        activate=args.activate,
         augment=not args.no_augment,
         include_model_labels=args.include_model_labels,
         created_by="cli",
+        **fields,
+    )
+
+
+def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
+    from core.ml.progress import TextProgress
+    from core.tasks.train import train
+
+    if args.encoder_weights and not Path(args.encoder_weights).is_file():
+        raise BadInput(f"encoder weights file {args.encoder_weights} does not exist")
+    from_version = None
+    if args.from_version is not None:
+        from_version = _load_version_info(ws, args.from_version).id
+    req = _train_request(
+        args,
+        arch=args.arch,
+        from_version=from_version,
+        encoder_weights=args.encoder_weights,
+        early_stopping_patience=args.patience,
+        activate=args.activate,
     )
     try:
         version = train(ws, req, TextProgress())
@@ -103,6 +112,46 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
         "duration_s": round(version.duration_s, 1),
         "active": version.is_active,
     }
+
+
+def add_compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--arch",
+        default="unet,deeplabv3,segnet",
+        help="comma-separated architectures (default unet,deeplabv3,segnet)",
+    )
+    p.add_argument("--label", default="lung", help="label class to segment (default lung)")
+    p.add_argument(
+        "--encoder",
+        default="resnet34",
+        help="ResNet of the smp architectures (SegNet has its own VGG-16-bn encoder)",
+    )
+    p.add_argument("--size", type=int, default=256, help="square training size (default 256)")
+    p.add_argument("--epochs", type=int, default=20, help="epochs for each architecture")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--optimizer", default="adam", help="adam | adamw")
+    p.add_argument("--loss", default="bce_iou", help="bce | dice | bce_iou | hybrid")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--reader", help="use this reader's labels, or 'consensus'")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--include-model-labels", action="store_true")
+
+
+def cmd_compare(ws: Workspace, args: argparse.Namespace) -> dict:
+    """Train each architecture on the same patient-wise split with the same budget; one
+    version each, none activated."""
+    from core.ml.progress import TextProgress
+    from core.tasks.compare import compare
+
+    archs = [a.strip() for a in args.arch.split(",") if a.strip()]
+    req = _train_request(args, activate="never")
+    try:
+        return compare(ws, archs, req, TextProgress())
+    except (ValueError, LookupError, FileNotFoundError) as e:
+        raise BadInput(str(e)) from e
 
 
 def add_evaluate_args(p: argparse.ArgumentParser) -> None:

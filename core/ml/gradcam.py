@@ -16,6 +16,7 @@ from pytorch_grad_cam import GradCAM
 from torch import nn
 
 from core.ml.dataset import Normalisation, resize_image, to_unit_float
+from core.ml.segnet import SegNet
 
 TARGET_LAYERS = ("decoder", "encoder")
 
@@ -49,10 +50,13 @@ class PredictedRegionTarget:
 
 def target_layer(model: nn.Module, which: str = "decoder") -> nn.Module:
     """The layer Grad-CAM reads: the whole decoder (its output is the last feature map before
-    the segmentation head: sharp maps) or the encoder's last stage (coarse, semantic)."""
+    the segmentation head: sharp maps) or the encoder's last stage (coarse, semantic).
+    SegNet's last stage is its fifth conv block (before its pool: the pool returns a tuple)."""
     if which == "decoder":
         return model.decoder
     if which == "encoder":
+        if isinstance(model, SegNet):
+            return model.encoder.blocks[-1]
         return model.encoder.layer4
     raise ValueError(f"Unknown Grad-CAM layer {which!r}; valid: {', '.join(TARGET_LAYERS)}.")
 

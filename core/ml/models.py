@@ -1,6 +1,7 @@
 """Segmentation models from segmentation-models-pytorch, built by smp.create_model behind the
 torch-free names of core.vocab (ARCHITECTURES, ENCODERS): one list of names for the pages,
-the training config and this factory.
+the training config and this factory. smp has no SegNet: "segnet" builds ours
+(core.ml.segnet), whose VGG-16-bn encoder is fixed, so the encoder name is ignored for it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from core.ml.segnet import SegNet
 from core.vocab import ARCHITECTURES, ENCODERS
 
 # Named weights smp fetches from the Hugging Face hub (network needed); anything else is a path.
 HUB_WEIGHTS: tuple[str, ...] = ("imagenet",)
 # Channels of the RGB encoders that weights files hold (torchvision's ImageNet ResNets).
 RGB = 3
+# Architectures built here rather than by smp: name -> class taking (in_channels, classes).
+OWN_ARCHITECTURES: dict[str, type[nn.Module]] = {"segnet": SegNet}
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,19 @@ def create_model(
     encoder_weights: None (random), a local weights file (.pt/.pth/.safetensors state dict of
     the encoder, e.g. torchvision's ImageNet ResNet), or "imagenet" to let smp fetch them from
     the hub (needs network; never used by tests).
+
+    segnet: its own VGG-16-bn encoder, trained from scratch; `encoder` is checked but
+    ignored, and encoder weights are refused.
     """
     _check_name("architecture", arch, list(ARCHITECTURES))
     _check_name("encoder", encoder, ENCODERS)
+    if arch in OWN_ARCHITECTURES:
+        if encoder_weights is not None:
+            raise ValueError(
+                f"{arch} has its own VGG-16-bn encoder and takes no encoder weights "
+                f"(got {str(encoder_weights)!r}); train it without --encoder-weights."
+            )
+        return OWN_ARCHITECTURES[arch](in_channels=in_channels, classes=classes)
     if encoder_weights is None or encoder_weights in HUB_WEIGHTS:
         return smp.create_model(
             arch,

@@ -5,7 +5,8 @@ worker. Torch-free: the Train page imports this.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 from core.jobs.queue import submit_job
 from core.labels.reference import labelled_images
@@ -14,6 +15,7 @@ from core.versions import get_version
 from core.vocab import (
     ACTIVATE_RULES,
     ANATOMY_LABELS,
+    ARCHITECTURES,
     DEFAULT_ARCH,
     DEFAULT_ENCODER,
     DEFAULT_SIZE,
@@ -127,3 +129,41 @@ def submit_training(ws: Workspace, request: TrainRequest) -> int:
     )
     check_enough_labels(len(found), request.label)
     return submit_job(ws, "train", asdict(request), request.created_by)
+
+
+def compare_requests(
+    ws: Workspace, archs: Sequence[str], request: TrainRequest
+) -> tuple[list[str], list[TrainRequest]]:
+    """(architectures, one TrainRequest each) of an architecture comparison: the request's
+    settings for every architecture, never activated, trained from scratch for all its epochs
+    (no early stopping: the same budget for each). Every request is checked before any runs
+    (ValueError saying what to change)."""
+    names = list(dict.fromkeys(archs))  # each once, in the order given
+    if not names:
+        raise ValueError(f"choose architectures to compare: {', '.join(ARCHITECTURES)}")
+    unknown = [a for a in names if a not in ARCHITECTURES]
+    if unknown:
+        raise ValueError(
+            f"unknown architecture {unknown[0]!r}; valid names: {', '.join(ARCHITECTURES)}"
+        )
+    if "segnet" in names and request.encoder_weights:
+        raise ValueError("SegNet takes no encoder weights; compare without encoder weights")
+    requests = [
+        replace(request, arch=a, activate="never", from_version=None, early_stopping_patience=None)
+        for a in names
+    ]
+    for req in requests:
+        build_train_config(ws, req)
+    return names, requests
+
+
+def submit_compare(ws: Workspace, archs: Sequence[str], request: TrainRequest) -> int:
+    """Check an architecture comparison (names, numbers, enough labels) and queue it as one
+    "compare" job training each architecture in turn. Returns the job id."""
+    names, _ = compare_requests(ws, archs, request)
+    found = labelled_images(
+        ws, request.label, request.reader, include_model=request.include_model_labels
+    )
+    check_enough_labels(len(found), request.label)
+    settings = {"archs": names, "request": asdict(request)}
+    return submit_job(ws, "compare", settings, request.created_by)

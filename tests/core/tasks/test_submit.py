@@ -16,7 +16,7 @@ from core.tasks.submit import TrainRequest, build_train_config, submit_training
         ({"val_fraction": 1.5}, "val_fraction must be in [0, 1)"),
         ({"early_stopping_patience": 0}, "early_stopping_patience must be >= 1"),
         ({"loss": "l2"}, "loss 'l2'"),
-        ({"arch": "segnet"}, "architecture 'segnet'"),
+        ({"arch": "pspnet"}, "architecture 'pspnet'"),
         ({"size": 100}, "multiple of 32"),
         ({"epochs": 0}, "epochs and batch_size must be at least 1"),
         ({"activate": "sometimes"}, "activate must be one of never, always, if_better"),

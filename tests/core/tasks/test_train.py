@@ -118,6 +118,6 @@ def test_too_few_labelled_images_is_refused_with_what_to_do(ws):
     save_revision(ws, ws.ids[0], "ann", [box("lung", 10, 10, 50, 50)])
     with pytest.raises(ValueError, match="label at least 3 images"):
         train(ws, TrainRequest(label="lung", size=64, epochs=1, device="cpu"))
-    with pytest.raises(ValueError, match="Unknown architecture 'segnet'"):
-        train(ws, TrainRequest(label="lung", arch="segnet"))
+    with pytest.raises(ValueError, match="Unknown architecture 'pspnet'"):
+        train(ws, TrainRequest(label="lung", arch="pspnet"))
     assert not list(ws.models_dir.iterdir()) and not train_cache_dir(ws).exists()
