@@ -19,6 +19,7 @@ pages = [
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/review.py", title="Review", icon=":material/fact_check:"),
     st.Page("app_pages/models.py", title="Models", icon=":material/deployed_code:"),
+    st.Page("app_pages/features.py", title="Feature space", icon=":material/scatter_plot:"),
     st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
 ]
 page = st.navigation(pages)

@@ -176,6 +176,28 @@ def workspace_copy(tmp_path: Path) -> Iterator[Callable[[Path], Workspace]]:
         ws.dispose()
 
 
+@pytest.fixture(scope="session")
+def train_and_predict() -> Callable[..., int]:
+    """train_and_predict(ws, **settings) -> version id: a tiny lung model (resnet18, 32 px, one
+    epoch on CPU) trained and its prediction job run, both through the job runner, in this
+    process. `settings` go to the TrainRequest (e.g. activate="never", seed=1)."""
+    from core import jobs
+    from core.tasks.submit import TrainRequest, submit_training
+
+    def run(ws: Workspace, **settings) -> int:
+        request = TrainRequest(
+            label="lung", encoder="resnet18", size=32, epochs=1, batch_size=4, device="cpu",
+            **settings,
+        )  # fmt: skip
+        done = jobs.run_job(ws, submit_training(ws, request))
+        assert done.state == "succeeded", done.error
+        predicted = jobs.run_job(ws, done.result["prediction_job"])
+        assert predicted.state == "succeeded", predicted.error
+        return done.result["model_version"]
+
+    return run
+
+
 # --- processes and threads -------------------------------------------------------------------
 
 

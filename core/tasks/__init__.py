@@ -14,6 +14,8 @@ from collections.abc import Callable
 TASKS: dict[str, str] = {
     "train": "core.tasks.train:run_training_job",
     "predict": "core.tasks.predict:run_prediction_job",
+    "compare": "core.tasks.compare:run_compare_job",
+    "embed": "core.tasks.embed:run_embedding_job",
 }
 
 

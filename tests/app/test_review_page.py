@@ -10,36 +10,22 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
 from core.labels.revisions import latest_revision
 from core.review.worklist import order_rows, review_rows
-from core.tasks.submit import TrainRequest, submit_training
 from core.versions import active_version
 from core.workspace import Workspace
 from db.models import Image, Review
 
 
-def _train_and_predict(ws: Workspace, **settings) -> int:
-    request = TrainRequest(
-        label="lung", encoder="resnet18", size=32, epochs=1, batch_size=4, device="cpu",
-        **settings,
-    )  # fmt: skip
-    done = jobs.run_job(ws, submit_training(ws, request))
-    assert done.state == "succeeded", done.error
-    predicted = jobs.run_job(ws, done.result["prediction_job"])
-    assert predicted.state == "succeeded", predicted.error
-    return done.result["model_version"]
-
-
-def _two_versions(ws: Workspace) -> None:
-    _train_and_predict(ws)
-    _train_and_predict(ws, activate="never", seed=1)
-
-
 @pytest.fixture(scope="module")
-def prepared(prepared_workspace) -> Path:
+def prepared(prepared_workspace, train_and_predict) -> Path:
     """6 real X-rays with their lungs, two trained versions and their predictions (built once)."""
-    return prepared_workspace("review", 6, _two_versions)
+
+    def two_versions(ws: Workspace) -> None:
+        train_and_predict(ws)
+        train_and_predict(ws, activate="never", seed=1)
+
+    return prepared_workspace("review", 6, two_versions)
 
 
 @pytest.fixture
