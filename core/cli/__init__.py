@@ -1,4 +1,4 @@
-"""`pneumolab` command line: import, images, train, evaluate, predict, models, worker.
+"""`pneumolab` command line: import, images, train, compare, evaluate, predict, models, worker.
 
 Every command prints exactly one JSON line on stdout at the end; progress goes to stderr.
 Exit status: 0 done, 2 bad input (refused files, unknown names, missing paths).
@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.cli import demo as cli_demo
 from core.cli import models as cli_models
 from core.cli.models import BadInput
 from core.workspace import Workspace
@@ -28,7 +29,11 @@ def _stderr_progress(i: int, n: int, _name: str) -> None:
 def cmd_import(ws: Workspace, args: argparse.Namespace) -> dict:
     from core.ingest.importer import import_paths
 
-    return import_paths(ws, args.paths, progress=_stderr_progress, imported_by="cli").summary()
+    try:
+        report = import_paths(ws, args.paths, progress=_stderr_progress, imported_by="cli")
+    except ValueError as e:  # a setting, not a file: files become refusals, never errors
+        raise BadInput(str(e)) from e
+    return report.summary()
 
 
 def add_import_args(p: argparse.ArgumentParser) -> None:
@@ -113,6 +118,11 @@ COMMANDS: dict[str, Command] = {
         cli_models.add_train_args,
         "train a segmentation model on the workspace's labels",
     ),
+    "compare": Command(
+        cli_models.cmd_compare,
+        cli_models.add_compare_args,
+        "train several architectures on the same split and compare their scores",
+    ),
     "evaluate": Command(
         cli_models.cmd_evaluate,
         cli_models.add_evaluate_args,
@@ -133,6 +143,11 @@ COMMANDS: dict[str, Command] = {
         cmd_worker,
         add_worker_args,
         "run a job worker (training, batch prediction) in the foreground",
+    ),
+    "demo": Command(
+        cli_demo.cmd_demo,
+        cli_demo.add_demo_args,
+        "serve one model version in a local Gradio demo (needs the demo extra)",
     ),
 }
 

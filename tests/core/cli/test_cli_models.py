@@ -223,7 +223,7 @@ def test_models_lists_and_fine_tuning_makes_a_child_version(trained, capsys):
     [
         (["train", "--label", "heart"], "unknown label 'heart'; labels in this workspace"),
         (["train", "--label", "pneumonia"], "only 0 image(s) have 'pneumonia' labels"),
-        (["train", "--arch", "segnet"], "Unknown architecture 'segnet'; valid names"),
+        (["train", "--arch", "pspnet"], "Unknown architecture 'pspnet'; valid names"),
         (["train", "--encoder", "vgg16"], "Unknown encoder 'vgg16'; valid names"),
         (["train", "--from-version", "99"], "model version 99 does not exist"),
         (["evaluate", "--labelme", "/no/such/folder"], "is not a folder"),
