@@ -64,6 +64,7 @@ class LabelMeLimits:
     max_bytes: int = 64 * 1024**2  # the JSON file, imageData included
     max_depth: int = 32  # LabelMe itself needs 5: file, shapes, shape, points, point
     max_vertices: int = 100_000  # per shape; a traced lung has ~1,000
+    max_shapes: int = 10_000  # per file, mask regions included (one polygon per region)
     max_label_chars: int = 64  # the label-class rule (core.labels.readers.add_label)
     max_extra_bytes: int = 64 * 1024  # unknown keys, as JSON: top level, and per shape
     max_description_chars: int = 64 * 1024
@@ -322,6 +323,11 @@ def _mask_shapes(
     contours, _ = cv2.findContours(
         mask.astype(bool).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )
+    if len(contours) > limits.max_shapes:
+        raise LabelFileError(
+            f"{where}: the mask has {len(contours)} separate regions, over the limit of "
+            f"{limits.max_shapes} shapes; simplify the mask"
+        )
     keep = {k: v for k, v in d.items() if k not in ("points", "shape_type", "mask")}
     out = []
     for contour in sorted(contours, key=lambda c: (int(c[:, 0, 1].min()), int(c[:, 0, 0].min()))):
@@ -333,6 +339,14 @@ def _mask_shapes(
             ends = [vertices[0], next(v for v in vertices if v != vertices[0])]
             out.append({**keep, "points": ends, "shape_type": "linestrip", "stroke_width": 1.0})
     return out
+
+
+def _check_shape_count(n: int, source: str, limits: LabelMeLimits) -> None:
+    if n > limits.max_shapes:
+        raise LabelFileError(
+            f"{source}: over {limits.max_shapes} shapes (mask regions count one each); "
+            "split the file or simplify its masks"
+        )
 
 
 def _is_number(value: Any) -> bool:
@@ -366,8 +380,10 @@ def parse_labelme(
             for polygon in _mask_shapes(d, i, (width, height), source, limits):
                 _check_shape_limits(polygon, i, source, limits)
                 dicts.append((i, polygon))
+                _check_shape_count(len(dicts), source, limits)
         else:
             dicts.append((i, d))
+            _check_shape_count(len(dicts), source, limits)
     try:
         shapes = tuple(
             validate_shape(shape_from_dict(d, index=i), (width, height), index=i) for i, d in dicts
@@ -446,6 +462,13 @@ def loads_labelme(
     except ValueError as e:  # an integer of over 4,300 digits (Python's int conversion limit)
         raise LabelFileError(
             f"{source}: a number has too many digits to be read (over 4,300)"
+        ) from e
+    try:  # JSON escapes can spell lone surrogates, which no UTF-8 file (no export) can hold
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise LabelFileError(
+            f"{source}: holds an invalid character (a lone UTF-16 surrogate escape); "
+            "save the file again with a UTF-8 editor or labelme"
         ) from e
     return parse_labelme(data, source=source, image_size=image_size, limits=limits)
 

@@ -15,12 +15,26 @@ FINDINGS: dict[str, str] = {
     "uncertain": "Uncertain",
     "reviewed_no_finding": "Reviewed: no finding",
 }
-# Findings that say "nothing of the finding labels here": an empty mask to learn from.
+# Findings that say "nothing here": an empty mask to learn from, of the labels they cover.
 NEGATIVE_FINDINGS: frozenset[str] = frozenset({"reviewed_no_finding", "no_pneumonia"})
+# "Reviewed: no finding" covers every finding label; "no pneumonia" only pneumonia.
+NEGATIVE_FINDING_COVERS: dict[str, frozenset[str] | None] = {
+    "reviewed_no_finding": None,
+    "no_pneumonia": frozenset({"pneumonia"}),
+}
 # Anatomy every chest X-ray shows: "no pneumonia" says nothing about where the lungs are, so
 # negative findings never turn an image into an empty-mask example of these labels.
 ANATOMY_LABELS: frozenset[str] = frozenset({"lung"})
 DEFAULT_LABELS: dict[str, str] = {"pneumonia": "#ff3b30", "lung": "#34c759"}
+
+
+def says_absent(finding: str, label: str) -> bool:
+    """True when an image-level `finding` says there is no `label` region on the image."""
+    if finding not in NEGATIVE_FINDINGS or label in ANATOMY_LABELS:
+        return False
+    covers = NEGATIVE_FINDING_COVERS[finding]
+    return covers is None or label in covers
+
 
 # --- images and revisions ---------------------------------------------------------------------
 
@@ -53,7 +67,7 @@ REVIEW_DECISIONS: tuple[str, ...] = (
     "signed_off",
     "adjudicated",
 )
-# Roles that may adjudicate, sign off and act on predictions.
+# Roles that may adjudicate an image's reference standard.
 REVIEWER_ROLES: frozenset[str] = frozenset({"reviewer", "admin"})
 
 # --- jobs -------------------------------------------------------------------------------------

@@ -38,6 +38,13 @@ from core.imaging.formats import (
 )
 
 
+def _header_text(value, limit: int = 16) -> str:
+    """A short header code string as stored: control characters (a NUL, which PostgreSQL
+    text cannot hold) removed, trimmed, at most `limit` characters."""
+    text = "".join(c for c in str(value or "") if ord(c) >= 32 and ord(c) != 127)
+    return text.strip()[:limit]
+
+
 def _first(value) -> float | None:
     if value is None:
         return None
@@ -414,7 +421,7 @@ def _decode_dicom(data: bytes, salt: str | None) -> LoadedImage:
 
     meta = ImageMeta(
         source_format="dicom",
-        modality=str(ds.get("Modality", "OT") or "OT").strip()[:16] or "OT",
+        modality=_header_text(ds.get("Modality", "OT")) or "OT",
         width=cols if cols else values.shape[1],
         height=rows if rows else values.shape[0],
         bits_stored=bits,
@@ -424,7 +431,7 @@ def _decode_dicom(data: bytes, salt: str | None) -> LoadedImage:
         window_center=center,
         window_width=width,
         pixel_spacing=pixel_spacing,
-        view=(str(ds.get("ViewPosition", "") or "").strip()[:16] or None),
+        view=_header_text(ds.get("ViewPosition", "")) or None,
         patient_key=key("PatientID"),
         study_key=key("StudyInstanceUID"),
         series_key=key("SeriesInstanceUID"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from core.imaging import ImageRejected, default_window, load_image, render_display
 from core.imaging.deid import pseudonymise
@@ -32,6 +32,9 @@ from core.workspace import Workspace
 from db.models import Image
 
 ProgressFn = Callable[[int, int, str], None]
+
+# A file value the database cannot store (PostgreSQL text holds no NUL character).
+UNSTORABLE = "holds text the database cannot store (a NUL or other control character)"
 
 
 @dataclass
@@ -97,6 +100,9 @@ def import_sources(
             progress(i, len(sources), src.name)
         try:
             image_id, created = _import_one(ws, src, imported_by)
+        except DataError:  # e.g. a NUL character, which PostgreSQL text cannot hold
+            report.refused.append(Refusal(src.name, UNSTORABLE))
+            continue
         except SQLAlchemyError:
             raise  # the workspace failed, not this file
         except Exception as e:  # noqa: BLE001 - one file never aborts the batch
@@ -108,6 +114,8 @@ def import_sources(
                 report.annotations += import_labelme_sidecar(
                     ws, image_id, src.read_labelme(), created, source="its LabelMe JSON"
                 )
+            except DataError:
+                report.refused.append(Refusal(src.name, f"annotations not imported: {UNSTORABLE}"))
             except SQLAlchemyError:
                 raise
             except Exception as e:  # noqa: BLE001 - one file never aborts the batch

@@ -224,7 +224,11 @@ def _folder_sources(root: Path, out: Collected) -> None:
             out.skip(str(p), _kind_reason(st.st_mode))  # never opened: a FIFO would block
         else:
             regular.append((p, st.st_size))
-    csvs = [(str(p), (lambda p=p: _read_regular_file(p))) for p, _ in regular if p.suffix == ".csv"]
+    csvs = [
+        (str(p), (lambda p=p: _read_regular_file(p)))
+        for p, _ in regular
+        if p.suffix.lower() == ".csv"
+    ]
     manifest = _read_manifests(csvs, out)
     images, jsons = [], []
     for p, size in regular:
@@ -365,7 +369,7 @@ def _zip_sources(
         else:
             regular.append(info)
     manifest = _read_manifests(
-        ((label(i), reader(i)) for i in regular if i.filename.endswith(".csv")), out
+        ((label(i), reader(i)) for i in regular if i.filename.lower().endswith(".csv")), out
     )
     images, jsons = set(), []
     for info in regular:

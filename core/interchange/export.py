@@ -524,7 +524,8 @@ def _export_image(store_dir: Path, job: _ImageJob, sink: _Sink, image_data: bool
             png = _display_png(store_dir, job.image)
         except OSError as e:  # a reading error, not a writing one: say which image
             raise ExportError(
-                f"{job.image_name}: its stored pixels cannot be read ({e}); re-import that "
+                f"{job.image_name}: its stored pixels cannot be read "
+                f"({getattr(e, 'strerror', None) or type(e).__name__}); re-import that "
                 "image, then export again. Nothing was left behind."
             ) from e
         sink.copy(job.image_paths, png)

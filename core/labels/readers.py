@@ -78,6 +78,8 @@ def list_labels(ws: Workspace) -> list[LabelInfo]:
 def _check_label_name(name: str) -> None:
     if not name.strip() or len(name) > MAX_LABEL_CHARS:
         raise ValueError(f"label name must be 1 to {MAX_LABEL_CHARS} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("label name holds a control character; type it again")
 
 
 def add_label(ws: Workspace, name: str, color: str = "#ffcc00") -> LabelInfo:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import select
@@ -26,10 +27,18 @@ from sqlalchemy import select
 from annotations.rasterise import label_mask
 from annotations.shapes import shape_from_dict
 from core.labels.provenance import Origin
-from core.vocab import ANATOMY_LABELS, CONSENSUS, FINDINGS, NEGATIVE_FINDINGS
+from core.vocab import ANATOMY_LABELS, CONSENSUS, FINDINGS, says_absent
 from core.workspace import Workspace
 from db import queries
-from db.models import AnnotationRevision, Image, ImageFinding, LabelClass, Reader, Review
+from db.models import (
+    AnnotationRevision,
+    Image,
+    ImageFinding,
+    LabelClass,
+    ModelVersion,
+    Reader,
+    Review,
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,8 @@ class LabelledImage:
 
     @property
     def negative(self) -> bool:
-        return not any(self.shape_sets)
+        """No `label` region: every vote empty, or (consensus) no majority of votes with one."""
+        return sum(bool(s) for s in self.shape_sets) * 2 <= len(self.shape_sets)
 
 
 def _check_label(s, label: str) -> None:
@@ -77,6 +87,11 @@ def _reader_id(s, reader: str | None) -> int | None:
         known = ", ".join(sorted(s.scalars(select(Reader.name))))
         raise ValueError(f"unknown reader {reader!r}; readers: {known}, or {CONSENSUS}")
     return rd.id
+
+
+def _aware(when: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones: compare them alike."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _has(rev: AnnotationRevision, label: str) -> bool:
@@ -131,27 +146,45 @@ def labelled_images(
             )
         }
         names = dict(s.execute(select(Reader.id, Reader.name)).all())
+        model_labels = dict(s.execute(select(ModelVersion.id, ModelVersion.label)).all())
+
+        def human(rev: AnnotationRevision) -> bool:
+            # Only the model's own label in a model-made revision is model output: the
+            # reader's shapes of other labels, carried over when they accepted it, are theirs.
+            if include_model or not Origin(rev.origin).from_model:
+                return True
+            return model_labels.get(rev.model_version_id) != label
+
         # Each reader's newest revision and finding per image (the newest first). A reader
-        # whose newest revision is model output has no human vote on that image.
+        # whose newest revision holds the model's output of `label` has no human vote on it.
         votes: dict[int, list[AnnotationRevision]] = {}
+        drawn_at: dict[tuple[int, int], object] = {}  # (image, reader) -> newest shapes' time
         for rev, _name in queries.newest_per_reader(
             s, AnnotationRevision, image_ids=image_ids, reader_id=reader_id
         ):
-            human = include_model or not Origin(rev.origin).from_model
-            if human and _has(rev, label):
-                votes.setdefault(rev.image_id, []).append(rev)
+            if _has(rev, label):
+                drawn_at[(rev.image_id, rev.reader_id)] = rev.created_at
+                if human(rev):
+                    votes.setdefault(rev.image_id, []).append(rev)
         findings: dict[int, list[ImageFinding]] = {}
         if label not in ANATOMY_LABELS:
             for f, _name in queries.newest_per_reader(
                 s, ImageFinding, image_ids=image_ids, reader_id=reader_id
             ):
+                drew = drawn_at.get((f.image_id, f.reader_id))
+                if drew is not None and _aware(drew) > _aware(f.created_at):
+                    continue  # the reader's newer shapes of `label` outdate their finding
                 findings.setdefault(f.image_id, []).append(f)
         chosen: dict[int, tuple[list[AnnotationRevision], list[ImageFinding], str]] = {}
         for image_id in sorted(set(votes) | set(findings) | set(pinned)):
             pin = pinned.get(image_id)
             rev = pinned_revs.get(pin[0]) if pin else None
-            if rev is not None and _has(rev, label):
+            if rev is not None and (_has(rev, label) or label not in ANATOMY_LABELS):
+                # An adjudicated revision without `label` says the finding is absent (for
+                # anatomy, which every image shows, it says nothing and the readers decide).
                 reason = f"adjudicated by {pin[1]}: {_describe(rev, names[rev.reader_id])}"
+                if not _has(rev, label):
+                    reason += f", no {label}"
                 chosen[image_id] = ([rev], [], reason)
                 continue
             revs = votes.get(image_id, [])
@@ -159,7 +192,7 @@ def labelled_images(
             if consensus:
                 drew = {r.reader_id for r in revs}  # a reader who drew shapes has voted
                 negatives = [f for f in rows if f.reader_id not in drew]
-                negatives = [f for f in negatives if f.finding in NEGATIVE_FINDINGS]
+                negatives = [f for f in negatives if says_absent(f.finding, label)]
                 if revs or negatives:
                     count = len(revs) + len(negatives)
                     reason = f"consensus of {count} reader(s)" if count > 1 else ""
@@ -178,7 +211,7 @@ def labelled_images(
                 chosen[image_id] = ([newest], [], reason)
             elif rows:
                 newest_f = max(rows, key=lambda f: f.id)
-                if newest_f.finding in NEGATIVE_FINDINGS:
+                if says_absent(newest_f.finding, label):
                     chosen[image_id] = ([], [newest_f], _negative_reason(newest_f, names))
         images = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(list(chosen))))}
         out = []

@@ -17,7 +17,7 @@ from core.ml.metrics import Box, above_threshold, components_to_boxes, pixel_cou
 from core.review.overlay import draw_boxes, overlay
 from core.versions import get_version
 from core.workspace import Workspace
-from db.models import AnnotationRevision, Image, ImageFinding, Prediction
+from db.models import AnnotationRevision, Image, ImageFinding, Prediction, Review
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,7 @@ def review_stamp(ws: Workspace, version_id: int) -> tuple:
         return (
             s.scalar(select(func.max(AnnotationRevision.id))),
             s.scalar(select(func.max(ImageFinding.id))),
+            s.scalar(select(func.max(Review.id))),  # adjudications change the reference
             s.scalar(
                 select(func.count(Prediction.id)).where(Prediction.model_version_id == version_id)
             ),

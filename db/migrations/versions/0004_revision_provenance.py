@@ -64,24 +64,43 @@ def _classify_existing_rows() -> None:
             break
 
 
+def _columns(table: str) -> set[str]:
+    return {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}
+
+
+def _checks(table: str) -> set[str]:
+    return {c["name"] for c in sa.inspect(op.get_bind()).get_check_constraints(table)}
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("annotation_revisions", recreate="auto") as batch_op:
-        batch_op.add_column(
-            sa.Column("origin", sa.String(16), nullable=False, server_default="drawn")
-        )
+    # SQLite's driver commits each DDL statement on its own, so an upgrade killed halfway
+    # leaves some of these steps done with the schema still at 0003: every step below is
+    # skipped when it is already there, and a half-made batch copy is dropped, so the next
+    # open finishes the upgrade instead of failing on "duplicate column".
+    online = not op.get_context().as_sql
+    if online:
+        for table in ("annotation_revisions", "reviews"):
+            op.execute(f"DROP TABLE IF EXISTS _alembic_tmp_{table}")
+    if not online or "origin" not in _columns("annotation_revisions"):
+        with op.batch_alter_table("annotation_revisions", recreate="auto") as batch_op:
+            batch_op.add_column(
+                sa.Column("origin", sa.String(16), nullable=False, server_default="drawn")
+            )
     if not op.get_context().as_sql:
         _classify_existing_rows()
-    with op.batch_alter_table("annotation_revisions", recreate="auto") as batch_op:
-        batch_op.create_check_constraint(
-            "ck_annotation_revisions_origin", _in_list("origin", ORIGINS)
-        )
-    with op.batch_alter_table("reviews", recreate="auto") as batch_op:
-        batch_op.add_column(sa.Column("revision_id", sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(
-            "fk_reviews_revision_id", "annotation_revisions", ["revision_id"], ["id"]
-        )
-        batch_op.drop_constraint("ck_reviews_decision", type_="check")
-        batch_op.create_check_constraint("ck_reviews_decision", _in_list("decision", DECISIONS))
+    if not online or "ck_annotation_revisions_origin" not in _checks("annotation_revisions"):
+        with op.batch_alter_table("annotation_revisions", recreate="auto") as batch_op:
+            batch_op.create_check_constraint(
+                "ck_annotation_revisions_origin", _in_list("origin", ORIGINS)
+            )
+    if not online or "revision_id" not in _columns("reviews"):
+        with op.batch_alter_table("reviews", recreate="auto") as batch_op:
+            batch_op.add_column(sa.Column("revision_id", sa.Integer(), nullable=True))
+            batch_op.create_foreign_key(
+                "fk_reviews_revision_id", "annotation_revisions", ["revision_id"], ["id"]
+            )
+            batch_op.drop_constraint("ck_reviews_decision", type_="check")
+            batch_op.create_check_constraint("ck_reviews_decision", _in_list("decision", DECISIONS))
 
 
 def downgrade() -> None:

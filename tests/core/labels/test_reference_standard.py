@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, text
 
-from core.labels.readers import add_reader
+from core.labels.readers import add_label, add_reader
 from core.labels.reference import labelled_images
-from core.labels.revisions import latest_revision, save_revision
+from core.labels.revisions import latest_revision, save_revision, set_finding
 from core.review.actions import adjudicate, review_history
 from db.migrate import upgrade
 from db.models import ModelVersion
@@ -155,4 +155,85 @@ def test_migration_classifies_revisions_saved_before_provenance(tmp_path):
     assert got == {1: "drawn", 2: "pre_annotation", 3: "corrected", 4: "corrected",
                    5: "imported", 6: "accepted"}  # fmt: skip
     assert versions[3] == versions[4] == 1
+    engine.dispose()
+
+
+PNEUMONIA = {"label": "pneumonia", "shape_type": "rectangle", "points": [[20, 20], [40, 50]]}
+
+
+def _model_pneumonia(ws, image_id, reader):
+    """What accept_prediction stores for a pneumonia model: the reader's other shapes kept."""
+    with ws.sessions.begin() as s:
+        s.add(ModelVersion(label="pneumonia", arch="unet", encoder="resnet18", image_size=64,
+                           checkpoint_path="models/p/best.pt", device="cpu", duration_s=0))  # fmt: skip
+    base = latest_revision(ws, image_id, reader)
+    kept = [d for d in (base.shapes if base else []) if d["label"] != "pneumonia"]
+    return save_revision(
+        ws, image_id, reader, [*kept, PNEUMONIA], based_on=base.revision if base else None,
+        tool="model", source="model", model_version_id=2,
+    ).revision  # fmt: skip
+
+
+def test_accepting_a_pneumonia_prediction_keeps_the_readers_own_lungs_as_truth(ws):
+    own = save_revision(ws, 1, "anna", [BOX]).revision  # anna's lungs, drawn
+    accepted = _model_pneumonia(ws, 1, "anna")
+    [lungs] = labelled_images(ws, "lung", "anna", image_ids=[1])
+    assert lungs.revision_ids == (accepted.id,)  # her lung shapes, carried over, are hers
+    assert lungs.mask("lung").sum() == 51 * 71 and own.id != accepted.id
+    assert labelled_images(ws, "pneumonia", "anna", image_ids=[1]) == []  # model output
+
+
+def test_a_readers_newer_shapes_outdate_their_own_negative_finding(ws):
+    set_finding(ws, 1, "anna", "reviewed_no_finding")
+    [negative] = labelled_images(ws, "pneumonia", image_ids=[1])
+    assert negative.negative and negative.reason.startswith("explicit negative: anna")
+    _model_pneumonia(ws, 1, "anna")  # newer than her finding: she now says there is one
+    assert labelled_images(ws, "pneumonia", image_ids=[1]) == []  # not truth, not negative
+
+
+def test_an_adjudicated_revision_without_the_finding_makes_the_image_negative(ws):
+    save_revision(ws, 1, "anna", [PNEUMONIA])
+    clear = save_revision(ws, 1, "rita", []).revision  # nothing on this image
+    adjudicate(ws, 1, clear.id, "rita")
+    [ref] = labelled_images(ws, "pneumonia", image_ids=[1])
+    assert ref.negative and ref.revision_ids == (clear.id,)
+    assert ref.reason.endswith(", no pneumonia")
+    # Anatomy is on every image: a revision without lungs says nothing about them.
+    [lungs] = labelled_images(ws, "lung", image_ids=[1])
+    assert lungs.revision_ids == (latest_revision(ws, 1, "import").id,)
+
+
+def test_no_pneumonia_says_nothing_about_other_finding_labels(ws):
+    add_label(ws, "pneumothorax")
+    set_finding(ws, 1, "anna", "no_pneumonia")
+    set_finding(ws, 2, "anna", "reviewed_no_finding")
+    assert [li.image_id for li in labelled_images(ws, "pneumonia")] == [1, 2]
+    assert [li.image_id for li in labelled_images(ws, "pneumothorax")] == [2]
+
+
+def test_a_consensus_with_a_minority_vote_is_negative(ws):
+    save_revision(ws, 1, "anna", [PNEUMONIA])
+    set_finding(ws, 1, "rita", "no_pneumonia")
+    add_reader(ws, "bob", "annotator")
+    set_finding(ws, 1, "bob", "reviewed_no_finding")
+    [ref] = labelled_images(ws, "pneumonia", "consensus", image_ids=[1])
+    assert ref.negative and not ref.mask("pneumonia").any()
+    assert ref.reason == "consensus of 3 reader(s)"
+
+
+def test_an_upgrade_to_0004_killed_halfway_finishes_on_the_next_open(tmp_path):
+    """SQLite commits each DDL step: a kill after the new column leaves the schema at 0003
+    with the column there; the next upgrade must finish, not fail on a duplicate column."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'half.db'}")
+    upgrade(engine, "0003")
+    with engine.begin() as c:
+        c.execute(text("ALTER TABLE annotation_revisions ADD COLUMN origin VARCHAR(16) "
+                       "NOT NULL DEFAULT 'drawn'"))  # fmt: skip
+        c.execute(text("CREATE TABLE _alembic_tmp_reviews (id INTEGER)"))  # a half-made copy
+    upgrade(engine)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        columns = {row[1] for row in c.execute(text("PRAGMA table_info(reviews)"))}
+        tables = {row[0] for row in c.execute(text("SELECT name FROM sqlite_master"))}
+    assert "revision_id" in columns and "_alembic_tmp_reviews" not in tables
     engine.dispose()
