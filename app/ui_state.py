@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -41,3 +42,14 @@ def workspace() -> Workspace:
 
 def reader_name() -> str:
     return st.session_state.get("sidebar_reader", "reader")
+
+
+# What can turn text into markup inside one line: emphasis, code, links and images (their
+# brackets), HTML, tables, strikethrough, LaTeX, and the backslash itself.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~$])")
+
+
+def as_text(value: object) -> str:
+    """User text (reader names, labels, comments) for an element that renders markdown:
+    the characters that make markup escaped, so a name is shown as typed."""
+    return _MARKDOWN.sub(r"\\\1", str(value))

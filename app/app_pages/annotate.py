@@ -7,6 +7,8 @@ append-only revision for the current reader.
 
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 from components.annotate_state import (
     OTHER_READERS_COLOUR,
@@ -28,7 +30,7 @@ from components.annotate_state import (
 )
 from components.drawing_canvas import drawing_canvas, jpeg_data_url
 from components.leave_guard import leave_guard
-from ui_state import reader_name, workspace
+from ui_state import as_text, reader_name, workspace
 
 from annotations.canvas import (
     TYPE_FILL_ALPHA,
@@ -252,7 +254,7 @@ if pending is not None:
 where = f"image {position + 1} of {len(order)}" if position is not None else "not in this order"
 st.caption(
     f"**{info.display_name}** · {info.width}×{info.height} px · {info.modality} · {where} · "
-    f"reader **{reader}**"
+    f"reader **{as_text(reader)}**"
     + (
         f" · your revision {draft['base_revision']}"
         if draft["base_revision"]
@@ -382,7 +384,7 @@ with left:
         draft["open_polygons"] = readout.open_polygons
         draft["problems"] = readout.problems
     if others:
-        names = ", ".join(f"{n} ({len(r.shapes)})" for n, r in others.items())
+        names = ", ".join(f"{as_text(html.escape(n))} ({len(r.shapes)})" for n, r in others.items())
         shown = "shown" if show_others else "hidden"
         st.markdown(
             f"<span style='color:{OTHER_READERS_COLOUR}'>■</span> other readers, read-only "

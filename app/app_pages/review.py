@@ -6,7 +6,7 @@ informative images come first."""
 from pathlib import Path
 
 import streamlit as st
-from ui_state import reader_name, workspace
+from ui_state import as_text, reader_name, workspace
 
 from core.labels.readers import list_readers
 from core.labels.revisions import latest_by_reader
@@ -135,7 +135,7 @@ with info_col:
         "Pixel accuracy", "–" if review.pixel_accuracy is None else f"{review.pixel_accuracy:.3f}"
     )
     st.caption(
-        f"Ground truth: {review.truth_reason or 'none: no human labels for this image'} · "
+        f"Ground truth: {as_text(review.truth_reason or 'none: no human labels for this image')} · "
         f"image score {review.score:.2f} · mean entropy {review.uncertainty:.3f} bits"
     )
     if review.boxes:
@@ -158,16 +158,16 @@ with info_col:
         try:
             rev = accept_prediction(ws, row.image_id, version_id, reader, threshold, comment)
             st.session_state["review_message"] = (
-                f"Saved as {reader}'s revision {rev.revision} (from model version {version_id})."
+                f"Saved as {as_text(reader)}'s revision {rev.revision} (from model version {version_id})."
             )
             st.rerun()
         except ValueError as e:
-            st.error(str(e))
+            st.error(as_text(e))
     if a2.button("Correct…", key="review_correct", help="Open the prediction in the annotator"):
         try:
             start_correction(ws, row.image_id, version_id, reader, threshold)
         except ValueError as e:
-            st.error(str(e))
+            st.error(as_text(e))
         else:
             st.session_state["annotate_image_id"] = row.image_id
             if ANNOTATE_PAGE.exists():
@@ -183,7 +183,7 @@ with info_col:
         st.rerun()
     if a4.button("Sign off", key="review_signoff"):
         sign_off(ws, row.image_id, reader, comment, version_id)
-        st.session_state["review_message"] = f"Signed off by {reader}."
+        st.session_state["review_message"] = f"Signed off by {as_text(reader)}."
         st.rerun()
     current = latest_by_reader(ws, row.image_id)
     if current:
@@ -198,10 +198,10 @@ with info_col:
                 try:
                     adjudicate(ws, row.image_id, chosen.id, reader, comment)
                 except (PermissionError, ValueError) as e:
-                    st.error(str(e))
+                    st.error(as_text(e))
                 else:
                     st.session_state["review_message"] = (
-                        f"{chosen.reader}'s revision {chosen.revision} is now the reference "
+                        f"{as_text(chosen.reader)}'s revision {chosen.revision} is now the reference "
                         "standard of this image."
                     )
                     st.rerun()

@@ -223,3 +223,16 @@ def test_a_good_image_link_opens_that_image(ws, open_app):
     assert not at.exception, at.exception
     assert at.session_state["annotate_image_id"] == second
     assert "image 2 of 2" in texts(at.caption) and not at.warning
+
+
+def test_another_readers_name_is_shown_as_text_never_as_markup(ws, open_app):
+    from core.labels.readers import add_reader
+
+    at, image_id = open_annotate(open_app)
+    add_reader(ws, "<img src=x onerror=alert(1)> *Dr*")
+    box = {"label": "lung", "shape_type": "rectangle", "points": [[5, 5], [40, 40]]}
+    save_revision(ws, image_id, "<img src=x onerror=alert(1)> *Dr*", [box])
+    at = at.run()
+    assert not at.exception
+    line = next(m.value for m in at.markdown if "other readers, read-only" in m.value)
+    assert r"&lt;img src=x onerror=alert(1)&gt; \*Dr\* (1)" in line and "<img" not in line
