@@ -5,7 +5,7 @@ from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
-from ui_state import workspace
+from ui_state import as_text, workspace
 
 from core.interchange.export import export_workspace
 from core.labels.catalog import WorklistFilter, list_images, modalities
@@ -72,7 +72,7 @@ if go:
         )
     except ValueError as e:  # ExportError too: a full disk or read-only folder, said plainly
         bar.empty()
-        st.error(f"Export failed: {e}")
+        st.error(f"Export failed: {as_text(e)}")
     else:
         bar.progress(1.0, text="Export ready")
         st.session_state["export_last"] = {**summary, "path": str(target)}

@@ -3,7 +3,7 @@ back; compare two versions on the same images; compare architectures trained ali
 
 import pandas as pd
 import streamlit as st
-from ui_state import reader_name, workspace
+from ui_state import as_text, reader_name, workspace
 
 from core.jobs.records import JobInfo, get_job, latest_job
 from core.labels.readers import list_labels
@@ -78,7 +78,7 @@ def _compare_form() -> None:
         try:
             st.session_state["models_arch_job"] = submit_compare(ws, archs, request)
         except (ValueError, LookupError) as e:
-            st.error(f"Comparison not started: {e}")
+            st.error(f"Comparison not started: {as_text(e)}")
 
 
 def _compare_job() -> JobInfo | None:

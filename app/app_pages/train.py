@@ -3,7 +3,7 @@ closing the page or restarting the app loses nothing; a worker process does the 
 
 import pandas as pd
 import streamlit as st
-from ui_state import reader_name, workspace
+from ui_state import as_text, reader_name, workspace
 
 from core.jobs.records import JobInfo, cancel_job, get_job, latest_job, list_jobs
 from core.labels.readers import list_labels, list_readers
@@ -104,7 +104,7 @@ if start:
         with st.spinner("Checking the settings and labels…"):
             st.session_state["train_job_id"] = submit_training(ws, request)
     except (ValueError, LookupError) as e:
-        st.error(f"Training not started: {e}")
+        st.error(f"Training not started: {as_text(e)}")
 
 
 def _job_to_show() -> JobInfo | None:
