@@ -215,6 +215,12 @@ def _check_is_dicom(ds, data: bytes) -> None:
     )
 
 
+def _is_image_sop(name: str) -> bool:
+    """A modality's own image storage class (CT, MR, ultrasound, mammography ...), not
+    Secondary Capture, which any modality may use."""
+    return "Image Storage" in name and "Secondary Capture" not in name
+
+
 def _check_radiograph(ds) -> None:
     """CR or DX (by Modality or SOP class) unless PNEUMOLAB_ACCEPT_ANY_MODALITY is set."""
     if accept_any_modality():
@@ -228,14 +234,23 @@ def _check_radiograph(ds) -> None:
     except Exception as e:  # noqa: BLE001
         raise _damaged("SOPClassUID") from e
     sop = sop.strip().rstrip("\0")
-    if modality in RADIOGRAPH_MODALITIES or sop in RADIOGRAPH_SOP_CLASSES:
+    # A registered UID's name is the standard's text, never the header's.
+    sop_name = UID(sop).name if sop and len(sop) <= 64 and UID(sop).is_valid else ""
+    sop_name = sop_name if sop_name != sop else ""
+    # Modality decides when present, SOP class when not; but a radiograph's Modality with
+    # another modality's image SOP class (CT Image Storage, ...) is a contradiction, not an
+    # X-ray. Secondary Capture with Modality CR/DX (common in public chest X-ray sets) stays.
+    other_sop = bool(sop_name) and sop not in RADIOGRAPH_SOP_CLASSES and _is_image_sop(sop_name)
+    if modality in RADIOGRAPH_MODALITIES and not other_sop:
         return
-    if modality:
+    if not modality and sop in RADIOGRAPH_SOP_CLASSES:
+        return
+    if modality in RADIOGRAPH_MODALITIES:
+        what = f"modality {modality} with SOP class {sop_name} (the header contradicts itself)"
+    elif modality:
         what = f"modality {modality}" if modality in KNOWN_MODALITIES else "an unknown modality"
     elif sop:
-        name = UID(sop).name if len(sop) <= 64 and UID(sop).is_valid else ""
-        # A registered UID's name is the standard's text, never the header's.
-        what = f"SOP class {name}" if name and name != sop else "an unknown SOP class"
+        what = f"SOP class {sop_name}" if sop_name else "an unknown SOP class"
     else:
         what = "a DICOM file with no Modality or SOP class"
     raise ImageRejected(

@@ -105,3 +105,38 @@ def test_damaged_header_attributes_are_named_never_quoted(tmp_path, make_dicom, 
 def test_random_bytes_named_dcm_are_not_a_dicom_file():
     noise = np.random.default_rng(7).integers(0, 256, 5000, dtype=np.uint8).tobytes()
     assert refusal(noise, "random.dcm").startswith("not a DICOM file")
+
+
+def with_header(path: Path, **attrs) -> bytes:
+    ds = pydicom.dcmread(path)
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    if "SOPClassUID" in attrs:
+        ds.file_meta.MediaStorageSOPClassUID = attrs["SOPClassUID"]
+    ds.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
+
+
+def test_a_header_whose_modality_and_sop_class_disagree_is_refused(tmp_path, make_dicom):
+    """Either one naming CR/DX is not enough: the other must not name another modality."""
+    ct_as_cr = with_header(
+        make_dicom(tmp_path / "a.dcm", RAW), Modality="CR", SOPClassUID=CTImageStorage
+    )
+    assert "modality CR with SOP class CT Image Storage" in refusal(ct_as_cr)
+    cr_sop_ct_modality = with_header(
+        make_dicom(tmp_path / "b.dcm", RAW),
+        Modality="CT",
+        SOPClassUID=DigitalXRayImageStorageForPresentation,
+    )
+    assert "modality CT is not a chest radiograph" in refusal(cr_sop_ct_modality)
+
+
+def test_secondary_capture_with_a_radiograph_modality_is_imported(tmp_path, make_dicom):
+    from pydicom.uid import SecondaryCaptureImageStorage
+
+    sc = with_header(
+        make_dicom(tmp_path / "sc.dcm", RAW),
+        Modality="CR",
+        SOPClassUID=SecondaryCaptureImageStorage,
+    )
+    assert load_image(sc, "sc.dcm").meta.modality == "CR"
