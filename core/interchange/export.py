@@ -431,6 +431,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # an empty IEND chunk and its CRC
+
+
 def _is_gray8_png(data: bytes) -> bool:
     """An 8-bit greyscale PNG (IHDR: bit depth 8, colour type 0)."""
     return (
@@ -485,6 +488,10 @@ def _display_png(store_dir: Path, image: _StoredImage) -> bytes:
         if np.array_equal(render_display(values, window), values):
             stored = (store_dir / image.storage_path).read_bytes()
             if _is_gray8_png(stored):
+                # Copied without decoding, so check it is whole: a stored file cut short
+                # (a full disk, a copy interrupted) would otherwise be exported as it is.
+                if not stored.endswith(_PNG_END):
+                    raise OSError(errno.EIO, "the stored PNG is truncated")
                 return stored
     if pixels is None:
         pixels = read_pixels(store_dir, image.storage_path, image.offset, image.scale)

@@ -311,3 +311,21 @@ def test_the_export_imports_back_without_duplicate_revisions(two_xrays, tmp_path
         shapes = [json.dumps(rev.shapes) for rev in history]
         assert len(shapes) == len(set(shapes))
     assert report["annotations"] == 0 and counts[0] == counts[1]
+
+
+def test_a_stored_image_cut_short_is_named_not_exported(two_xrays, tmp_path):
+    """The 8-bit fast path copies stored PNG bytes as they are; a truncated one is refused
+    with the image's name and what to do, and nothing is left behind."""
+    workspace, ids = two_xrays
+    with workspace.sessions() as s:
+        from db.models import Image
+
+        rel = s.get(Image, ids[0]).storage_path
+    stored = workspace.store_dir / rel
+    stored.write_bytes(stored.read_bytes()[:-200])
+    target = tmp_path / "out"
+    with pytest.raises(ExportError) as e:
+        export_workspace(workspace, "all", target)
+    assert "its stored pixels cannot be read" in str(e.value)
+    assert "re-import that image" in str(e.value)
+    assert not target.exists()
