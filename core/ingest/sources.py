@@ -17,6 +17,7 @@ import io
 import math
 import os
 import stat
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -400,9 +401,7 @@ def _zip_sources(
                 "unzip the outer archive first",
             )
         elif suffix == ".zip":
-            data = reader(info)
-            inner = lambda data=data: zipfile.ZipFile(io.BytesIO(data()))  # noqa: E731
-            _zip_sources(label(info), inner, out, depth + 1)
+            _zip_sources(label(info), lambda info=info: _spooled(archive, info), out, depth + 1)
         elif suffix == ".json":
             jsons.append(info)
         elif suffix != ".csv":  # CSVs were read above: a manifest, or listed as skipped
@@ -410,6 +409,20 @@ def _zip_sources(
     out.skipped.extend(
         Refusal(label(i), ORPHAN_JSON_REASON) for i in jsons if i.filename not in images
     )
+
+
+def _spooled(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> zipfile.ZipFile:
+    """A .zip member opened as an archive from a temporary file, not from memory: the
+    sources of every nested archive stay pending until the import reads them, so holding
+    each inner archive in memory would add up to several times the size cap."""
+    spool = tempfile.TemporaryFile(prefix="pneumolab-zip-")  # noqa: SIM115 - the archive keeps it
+    try:
+        spool.write(_read_member(archive, info))
+        spool.seek(0)
+        return zipfile.ZipFile(spool)
+    except BaseException:
+        spool.close()
+        raise
 
 
 def _refused_source(name: str, reason: str) -> Source:
