@@ -3,14 +3,35 @@ transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Integer, Select, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from db.models import AnnotationRevision, Image, ImageFinding, LabelClass, Reader
+
+# Above this many ids, `among` sends them as one parameter instead of one parameter each:
+# PostgreSQL takes at most 65,535 parameters a statement and SQLite (as Debian builds it)
+# 250,000, and a workspace may hold more images than either.
+_LONG_ID_LIST = 1000
+
+
+def among(s: Session, column: ColumnElement, ids: Iterable[int]) -> ColumnElement[bool]:
+    """`column IN ids` for any number of ids: a plain IN list when short; otherwise one
+    array parameter on PostgreSQL (`= ANY(...)`) and one JSON parameter on SQLite
+    (`IN (SELECT value FROM json_each(...))`)."""
+    ids = sorted({int(i) for i in ids})
+    if len(ids) <= _LONG_ID_LIST:
+        return column.in_(ids)
+    if s.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+    values = func.json_each(json.dumps(ids)).table_valued("value")
+    return column.in_(select(values.c.value))
+
 
 WORKLIST_SORTS = {
     "newest": (Image.imported_at.desc(), Image.id.desc()),
@@ -121,7 +142,7 @@ def newest_per_reader(
     """
     where = []
     if image_ids is not None:
-        where.append(model.image_id.in_(list(image_ids)))
+        where.append(among(s, model.image_id, image_ids))
     if reader_id is not None:
         where.append(model.reader_id == reader_id)
     newest = (

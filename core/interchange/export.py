@@ -197,7 +197,11 @@ def export_items(
             )
         }
         ids = sorted({rev.image_id for rev, _ in rows})
-        names = dict(s.execute(select(Image.id, Image.display_name).where(Image.id.in_(ids))).all())
+        names = dict(
+            s.execute(
+                select(Image.id, Image.display_name).where(queries.among(s, Image.id, ids))
+            ).all()
+        )
         rows.sort(key=lambda row: (row[0].image_id, row[1]))
         return [
             ExportItem(
@@ -244,7 +248,7 @@ def _stored_images(ws: Workspace, ids: Iterable[int]) -> dict[int, _StoredImage]
         Image.value_max,
     )
     with ws.sessions() as s:
-        rows = s.execute(select(*cols).where(Image.id.in_(list(ids)))).all()
+        rows = s.execute(select(*cols).where(queries.among(s, Image.id, ids))).all()
     return {row[0]: _StoredImage(*row[1:]) for row in rows}
 
 

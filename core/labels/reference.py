@@ -112,7 +112,7 @@ def _adjudications(s, image_ids: Sequence[int] | None) -> dict[int, tuple[int, s
         .order_by(Review.id)
     )
     if image_ids is not None:
-        stmt = stmt.where(Review.image_id.in_(list(image_ids)))
+        stmt = stmt.where(queries.among(s, Review.image_id, image_ids))
     return {image_id: (rev_id, name) for image_id, rev_id, name in s.execute(stmt)}
 
 
@@ -141,7 +141,7 @@ def labelled_images(
             r.id: r
             for r in s.scalars(
                 select(AnnotationRevision).where(
-                    AnnotationRevision.id.in_([rid for rid, _ in pinned.values()])
+                    queries.among(s, AnnotationRevision.id, [rid for rid, _ in pinned.values()])
                 )
             )
         }
@@ -213,7 +213,9 @@ def labelled_images(
                 newest_f = max(rows, key=lambda f: f.id)
                 if says_absent(newest_f.finding, label):
                     chosen[image_id] = ([], [newest_f], _negative_reason(newest_f, names))
-        images = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(list(chosen))))}
+        images = {
+            im.id: im for im in s.scalars(select(Image).where(queries.among(s, Image.id, chosen)))
+        }
         out = []
         for image_id, (revs, negatives, reason) in chosen.items():
             im = images[image_id]

@@ -151,7 +151,7 @@ def feature_points(ws: Workspace, version_id: int, projection: str = "pca") -> l
                     Image.source_format,
                     Image.modality,
                     Image.thumbnail_path,
-                ).where(Image.id.in_(ids))
+                ).where(queries.among(s, Image.id, ids))
             )
         }
         readers: dict[int, set[str]] = {i: set() for i in ids}

@@ -12,6 +12,7 @@ from core.ml.metrics import confusion_at, roc_auc, roc_curve
 from core.review.worklist import ReviewRow, review_rows
 from core.versions import VersionInfo, get_version
 from core.workspace import Workspace
+from db import queries
 from db.models import Prediction
 
 
@@ -64,7 +65,7 @@ def image_level(ws: Workspace, version_id: int, threshold: float = 0.5) -> Image
             s.execute(
                 select(Prediction.image_id, Prediction.score).where(
                     Prediction.model_version_id == version_id,
-                    Prediction.image_id.in_(list(truth)),
+                    queries.among(s, Prediction.image_id, truth),
                 )
             ).all()
         )

@@ -73,14 +73,14 @@ def review_rows(
             .order_by(Prediction.image_id)
         )
         if image_ids is not None:
-            stmt = stmt.where(Prediction.image_id.in_(list(image_ids)))
+            stmt = stmt.where(queries.among(s, Prediction.image_id, image_ids))
         preds = s.execute(stmt).all()
         ids = [p.image_id for p, *_ in preds]
         by_reader = _newest_by_reader(s, ids)
         decisions: dict[int, list[str]] = defaultdict(list)
         for image_id, decision in s.execute(
             select(Review.image_id, Review.decision)
-            .where(Review.image_id.in_(ids))
+            .where(queries.among(s, Review.image_id, ids))
             .order_by(Review.id)
         ):
             decisions[image_id].append(decision)

@@ -230,7 +230,7 @@ def test_an_upgrade_to_0004_killed_halfway_finishes_on_the_next_open(tmp_path):
         c.execute(text("ALTER TABLE annotation_revisions ADD COLUMN origin VARCHAR(16) "
                        "NOT NULL DEFAULT 'drawn'"))  # fmt: skip
         c.execute(text("CREATE TABLE _alembic_tmp_reviews (id INTEGER)"))  # a half-made copy
-    upgrade(engine)
+    upgrade(engine, "0004")
     with engine.connect() as c:
         assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         columns = {row[1] for row in c.execute(text("PRAGMA table_info(reviews)"))}
