@@ -233,6 +233,15 @@ def _shape_ref(d: Any, index: int) -> str:
     return f"shape #{index}" + (f" {_show(label)}" if isinstance(label, str) else "")
 
 
+def _check_flags_size(flags: Any, where: str, limits: LabelMeLimits) -> None:
+    """Flags are stored with every revision: as many as fit in the extra-keys budget."""
+    if isinstance(flags, Mapping) and flags and _json_size(flags) > limits.max_extra_bytes:
+        raise LabelFileError(
+            f"{where}: its {len(flags)} flags are over the limit of {limits.max_extra_bytes} "
+            "bytes; keep the flags that mean something"
+        )
+
+
 def _check_shape_limits(d: Any, index: int, source: str, limits: LabelMeLimits) -> None:
     """The cost limits of one shape dict, checked before it is converted or validated."""
     if not isinstance(d, Mapping):
@@ -256,6 +265,7 @@ def _check_shape_limits(d: Any, index: int, source: str, limits: LabelMeLimits) 
             f"{where}: description is {len(description)} characters, over the limit of "
             f"{limits.max_description_chars}"
         )
+    _check_flags_size(d.get("flags"), where, limits)
     skip = _SHAPE_KEYS | ({"mask"} if d.get("shape_type") == "mask" else set())
     extra = {k: v for k, v in d.items() if k not in skip}
     if extra and _json_size(extra) > limits.max_extra_bytes:
@@ -366,6 +376,7 @@ def parse_labelme(
     labelme ``mask`` shapes become polygons (module docstring). `limits` bound the cost.
     """
     _check_top_level(data, source)
+    _check_flags_size(data.get("flags"), source, limits)
     extra = {k: v for k, v in data.items() if k not in _RESERVED}
     if extra and _json_size(extra) > limits.max_extra_bytes:
         raise LabelFileError(

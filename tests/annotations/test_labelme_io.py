@@ -466,8 +466,27 @@ def test_nesting_depth_is_refused_before_json_recurses():
         ),
         ({"note": "n" * 70_000}, {}, r"extra keys \['note'\] are over the limit of 65536 bytes"),
         ({"note": "n" * 2000}, {"max_bytes": 1024}, r"over the limit of 1,024 bytes for a LabelMe"),
+        (
+            {"flags": {f"flag{k}": True for k in range(8000)}},
+            {},
+            r"its 8000 flags are over the limit of 65536 bytes",
+        ),
+        (
+            {"shapes": [{"label": "lung", "points": TRIANGLE, "flags": {"f" * 70_000: False}}]},
+            {},
+            r"shape #0 'lung': its 1 flags are over the limit of 65536 bytes",
+        ),
     ],
-    ids=["label", "vertices", "shape-extra", "description", "file-extra", "file-size"],
+    ids=[
+        "label",
+        "vertices",
+        "shape-extra",
+        "description",
+        "file-extra",
+        "file-size",
+        "file-flags",
+        "shape-flags",
+    ],
 )
 def test_each_cost_limit_is_refused_by_name(changes, limits, rule):
     from annotations.labelme_io import LabelMeLimits
