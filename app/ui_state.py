@@ -40,8 +40,37 @@ def workspace() -> Workspace:
     )
 
 
+# Set by the login gate (app/auth.py) on every script run: the logged-in account, else None.
+ACCOUNT_KEY = "auth_account"
+
+
+def current_account():  # -> core.accounts.Account | None
+    """The logged-in account of this browser session, None when nobody is logged in (the
+    login form or the first-start "create the administrator" form is showing)."""
+    return st.session_state.get(ACCOUNT_KEY)
+
+
+def current_role() -> str | None:
+    """The logged-in account's role (core.vocab.ROLES), None when nobody is logged in."""
+    account = current_account()
+    return account.role if account is not None else None
+
+
+def can(permission: str) -> bool:
+    """May the logged-in account do `permission` (core.vocab.PERMISSIONS)? Only for showing or
+    hiding controls: the core service checks the permission itself on every call."""
+    from core.vocab import ROLE_PERMISSIONS
+
+    role = current_role()
+    return role is not None and permission in ROLE_PERMISSIONS.get(role, frozenset())
+
+
 def reader_name() -> str:
-    return st.session_state.get("sidebar_reader", "reader")
+    """The logged-in account's name: the author of everything this session saves."""
+    account = current_account()
+    if account is None:  # the gate runs no page without an account
+        raise RuntimeError("nobody is logged in")
+    return account.name
 
 
 # What can turn text into markup inside one line: emphasis, code, links and images (their

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import event, inspect, select, update
 
+from core.accounts import require
+from core.accounts.audit import add_audit
 from core.labels.catalog import MAX_RECORD_ID, is_record_id, parse_record_id
 from core.workspace import Workspace
 from db.models import ModelVersion
@@ -140,9 +142,11 @@ def active_version(ws: Workspace) -> VersionInfo | None:
         return None
 
 
-def activate(ws: Workspace, version_id: int) -> VersionInfo:
-    """Make one version active (rollback is activating an older one)."""
+def activate(ws: Workspace, version_id: int, *, actor: str | None = None) -> VersionInfo:
+    """Make one version active (rollback is activating an older one). `actor` is the account
+    doing it: PermissionDenied unless it may activate; an audit row "activate"."""
     version_id = _version_id(version_id)
+    require(ws, actor, "activate")
     with ws.sessions.begin() as s:
         v = s.get(ModelVersion, version_id)
         if v is None:
@@ -150,6 +154,7 @@ def activate(ws: Workspace, version_id: int) -> VersionInfo:
         s.execute(update(ModelVersion).values(is_active=False))
         v.is_active = True
         s.flush()
+        add_audit(s, actor, "activate", f"model version {version_id}")
         return _info(v)
 
 

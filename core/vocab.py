@@ -70,6 +70,46 @@ REVIEW_DECISIONS: tuple[str, ...] = (
 # Roles that may adjudicate an image's reference standard.
 REVIEWER_ROLES: frozenset[str] = frozenset({"reviewer", "admin"})
 
+# --- accounts and permissions (core.accounts) -------------------------------------------------
+
+# What a core service asks for (core.accounts.require); the README's permission table.
+PERMISSIONS: dict[str, str] = {
+    "view": "see images, labels, predictions and models",
+    "label": "save revisions, findings and drafts of one's own",
+    "review": "accept/reject predictions, sign off, adjudicate",
+    "import": "import images and LabelMe files",
+    "train": "train, predict, compare, embed; cancel jobs",
+    "activate": "activate or roll back a model version",
+    "export": "export images and labels",
+    "admin": "accounts, label classes, settings, the audit log",
+}
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "annotator": frozenset({"view", "label"}),
+    "reviewer": frozenset({"view", "label", "review"}),
+    "admin": frozenset(PERMISSIONS),
+}
+# What the audit log records (core.accounts.audit).
+AUDIT_ACTIONS: tuple[str, ...] = (
+    "login",
+    "login_failed",
+    "logout",
+    "import",
+    "save",
+    "accept",
+    "reject",
+    "sign_off",
+    "adjudicate",
+    "correct",
+    "train",
+    "cancel",
+    "activate",
+    "export",
+    "label_added",
+    "account_created",
+    "account_changed",
+    "settings_changed",
+)
+
 # --- jobs -------------------------------------------------------------------------------------
 
 JOB_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -52,12 +53,26 @@ class Reader(Base):
     """A person who labels or reviews; becomes an account once accounts exist."""
 
     __tablename__ = "readers"
+    __table_args__ = (
+        Index("ix_readers_email", "email", unique=True),
+        Index("ix_readers_oidc_subject", "oidc_subject", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     role: Mapped[str] = mapped_column(String(20), default="annotator")  # vocab.ROLES
+    # An argon2 hash (core.accounts), never the password; None: no password login.
     password_hash: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Account columns (migration 0005). An account is disabled, never deleted, so its
+    # revisions keep their author. A service identity acts only through the CLI's --as.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    email: Mapped[str | None] = mapped_column(String(254))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    service: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class LabelClass(Base):
@@ -233,7 +248,81 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_pid: Mapped[int | None] = mapped_column(Integer)
     worker_host: Mapped[str | None] = mapped_column(String(255))
+    # The worker (workers.id) that claimed this job: its lease (migration 0006).
+    worker_id: Mapped[str | None] = mapped_column(String(36))
     created_by: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Worker(Base):
+    """A job worker process and its lease: it claims jobs of its kinds and writes heartbeat_at
+    every few seconds; one whose heartbeat is older than the worker timeout is dead, and the
+    live workers fail (or requeue) its job (core/jobs/lease.py, migration 0006)."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_state_heartbeat", "state", "heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    kinds: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default="alive")  # alive, stopped, dead
+    current_job_id: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Draft(Base):
+    """A reader's autosaved drawing of an image, not yet saved as a revision (JSON text:
+    shapes, finding, base revision, ...); one per (reader, image), migration 0007."""
+
+    __tablename__ = "drafts"
+
+    reader_id: Mapped[int] = mapped_column(
+        ForeignKey("readers.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    payload: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class LoginSession(Base):
+    """A web login session (core.accounts): only the sha256 of its token is stored."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_sessions_token_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Who did what and when (core.accounts.audit). Append-only: triggers of migration 0005
+    refuse UPDATE and DELETE. Names accounts and workspace ids, never a patient."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at", "id"),
+        Index("ix_audit_log_actor_at", "actor", "at"),
+        Index("ix_audit_log_action_at", "action", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))  # an account name, or the name typed
+    actor_id: Mapped[int | None] = mapped_column(Integer)  # the account's id, when one
+    action: Mapped[str] = mapped_column(String(32))  # vocab.AUDIT_ACTIONS
+    target: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

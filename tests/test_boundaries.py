@@ -115,8 +115,23 @@ def violations(modules: dict[str, Module]) -> list[str]:
                 "core.review",
                 "core.versions",
                 "core.cli",
+                "core.accounts",
             ):
                 bad("core.ml is torch only: no database, workspace or services")
+            if _within(m.name, "core.accounts") and _within(
+                dep,
+                "core.imaging",
+                "core.labels",
+                "core.ingest",
+                "core.interchange",
+                "core.jobs",
+                "core.tasks",
+                "core.review",
+                "core.versions",
+                "core.cli",
+                "core.ml",
+            ):
+                bad("core.accounts sits below every service (each calls require): it imports none")
             if _within(m.name, "core.jobs") and dep.startswith("core.tasks."):
                 bad("core.jobs knows job kinds only through the registry (core.tasks)")
             if m.name in app_modules and _within(dep, "db", "sqlalchemy"):

@@ -5,7 +5,7 @@ from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
-from ui_state import as_text, workspace
+from ui_state import as_text, reader_name, workspace
 
 from core.interchange.export import export_workspace
 from core.labels.catalog import WorklistFilter, list_images, modalities
@@ -68,7 +68,15 @@ if go:
     target = ws.root / "exports" / f"pneumolab-{fmt}-{stamp}.zip"
     try:
         summary = export_workspace(
-            ws, fmt, target, reader, image_data, True, image_ids, progress=progress
+            ws,
+            fmt,
+            target,
+            reader,
+            image_data,
+            True,
+            image_ids,
+            progress=progress,
+            actor=reader_name(),
         )
     except ValueError as e:  # ExportError too: a full disk or read-only folder, said plainly
         bar.empty()

@@ -5,7 +5,7 @@ scanner). Hover shows the thumbnail; a click opens the image in the annotator.""
 import altair as alt
 import pandas as pd
 import streamlit as st
-from ui_state import reader_name, workspace
+from ui_state import can, reader_name, workspace
 
 from core.jobs.records import cancel_job, get_job
 from core.review.features import (
@@ -52,7 +52,7 @@ job = embedding_job(ws, version_id)
 computed = has_embedding(ws, version_id)
 busy = job is not None and job.state not in FINISHED
 label = "Recompute" if computed else "Compute"
-if st.button(f"{label} the embedding", disabled=busy, key="features_compute"):
+if can("train") and st.button(f"{label} the embedding", disabled=busy, key="features_compute"):
     submit_embedding(ws, version_id, reader_name(), force=computed)
     st.rerun()
 
@@ -66,8 +66,8 @@ if busy:
             min(max(current.progress, 0.0), 1.0),
             text=f"Embedding job {current.id}: {current.state}{note} {current.progress:.0%}",
         )
-        if st.button("Cancel", key="features_cancel"):
-            cancel_job(ws, current.id)
+        if can("train") and st.button("Cancel", key="features_cancel"):
+            cancel_job(ws, current.id, actor=reader_name())
             st.rerun()
         if current.state in FINISHED:
             st.rerun()

@@ -3,7 +3,7 @@ back; compare two versions on the same images; compare architectures trained ali
 
 import pandas as pd
 import streamlit as st
-from ui_state import as_text, reader_name, workspace
+from ui_state import as_text, can, reader_name, workspace
 
 from core.jobs.records import JobInfo, get_job, latest_job
 from core.labels.readers import list_labels
@@ -124,7 +124,8 @@ def _compare_result(job: JobInfo, by_id: dict[int, VersionInfo]) -> None:
 
 def compare_architectures() -> None:
     """The "Compare architectures" section: start a comparison job, watch it, read it."""
-    _compare_form()
+    if can("train"):  # the service checks the role too
+        _compare_form()
     job = _compare_job()
     if job is None:
         return
@@ -198,16 +199,18 @@ with tab_detail:
     )
     chosen = next(v for v in versions if v.id == chosen_id)
     b1, b2 = st.columns(2)
-    if not chosen.is_active:
+    if not chosen.is_active and can("activate"):
         verb = "Roll back to" if active and chosen.id < active.id else "Activate"
         if b1.button(f"{verb} version {chosen.id}", type="primary", key="models_activate"):
-            activate(ws, chosen.id)
+            activate(ws, chosen.id, actor=reader_name())
             st.session_state["models_message"] = f"Version {chosen.id} is now the active model."
             st.rerun()
-    else:
+    elif chosen.is_active:
         b1.success("This is the active model.")
-    if chosen.id not in predicted and b2.button(
-        f"Predict all images with version {chosen.id}", key="models_predict"
+    if (
+        chosen.id not in predicted
+        and can("train")
+        and b2.button(f"Predict all images with version {chosen.id}", key="models_predict")
     ):
         job = submit_prediction(ws, chosen.id, reader_name())
         st.session_state["models_message"] = (

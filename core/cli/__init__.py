@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from core.cli import demo as cli_demo
 from core.cli import models as cli_models
+from core.cli import users as cli_users
 from core.cli.models import BadInput
+from core.errors import PermissionDenied
 from core.workspace import Workspace
 
 EXIT_BAD_INPUT = 2
@@ -30,7 +32,9 @@ def cmd_import(ws: Workspace, args: argparse.Namespace) -> dict:
     from core.ingest.importer import import_paths
 
     try:
-        report = import_paths(ws, args.paths, progress=_stderr_progress, imported_by="cli")
+        report = import_paths(
+            ws, args.paths, progress=_stderr_progress, imported_by=args.actor or "cli"
+        )
     except ValueError as e:  # a setting, not a file: files become refusals, never errors
         raise BadInput(str(e)) from e
     return report.summary()
@@ -61,14 +65,32 @@ def add_images_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_worker(ws: Workspace, args: argparse.Namespace) -> dict:
-    from core.jobs.worker import run_worker
+    from core.jobs.lease import check_kinds
+    from core.jobs.worker import run_worker, worker_status
 
-    run_worker(ws, workers=args.workers)
-    return {"worker": "stopped"}
+    try:
+        if args.status:
+            return worker_status(ws)
+        kinds = check_kinds(args.kinds)
+    except ValueError as e:  # a bad --kinds or PNEUMOLAB_WORKER_TIMEOUT_S
+        raise BadInput(str(e)) from e
+    return run_worker(ws, kinds=kinds, parent_pid=args.parent_pid)
 
 
 def add_worker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=1, help="jobs run at once (default 1)")
+    p.add_argument(
+        "--kinds",
+        help="comma-separated job kinds this worker takes (default: every kind), e.g. "
+        "train,compare,update on a GPU box, predict,embed on a CPU box",
+    )
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="list the live workers (host, pid, kinds, heartbeat, current job) and exit",
+    )
+    p.add_argument(
+        "--parent-pid", type=int, help="stop (as on SIGTERM) when the process with this pid ends"
+    )
 
 
 def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict:
@@ -82,6 +104,7 @@ def cmd_export(ws: Workspace, args: argparse.Namespace) -> dict:
             reader=args.reader,
             image_data=args.image_data,
             zip_output=args.zip,
+            actor=args.actor,
         )
     except ValueError as e:
         # A bad request (unknown reader or format, a target that is a file or not empty) or
@@ -139,6 +162,11 @@ COMMANDS: dict[str, Command] = {
         cli_models.add_activate_args,
         "make a model version active (rollback = activate an older one)",
     ),
+    "users": Command(
+        cli_users.cmd_users,
+        cli_users.add_users_args,
+        "accounts: add, list, disable, enable, set-role, reset-password",
+    ),
     "worker": Command(
         cmd_worker,
         add_worker_args,
@@ -155,6 +183,13 @@ COMMANDS: dict[str, Command] = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pneumolab", description=__doc__.splitlines()[0])
     p.add_argument("--workspace", help="workspace folder (default: $PNEUMOLAB_HOME or ~/PneumoLab)")
+    p.add_argument(
+        "--as",
+        dest="as_account",
+        metavar="NAME",
+        help="the account this command acts for; required for commands that change data once "
+        "the workspace has accounts (a person's password is asked for, never a flag)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     for name, cmd in COMMANDS.items():
         cmd.add_args(sub.add_parser(name, help=cmd.help))
@@ -169,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": f"cannot open workspace: {e}"}), flush=True)
         return EXIT_BAD_INPUT
     try:
+        args.actor = cli_users.acting_account(ws, args)
         result = COMMANDS[args.command].run(ws, args)
-    except BadInput as e:
+    except (BadInput, PermissionDenied) as e:
         print(json.dumps({"error": str(e)}), flush=True)
         return EXIT_BAD_INPUT
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from core.accounts import audit, require
 from core.imaging import ImageRejected, default_window, load_image, render_display
 from core.imaging.deid import pseudonymise
 from core.ingest.sources import (
@@ -92,7 +93,10 @@ def import_sources(
     progress: ProgressFn | None = None,
     imported_by: str | None = None,
 ) -> ImportReport:
-    """Import each source; returns what was imported, found already stored, or refused."""
+    """Import each source; returns what was imported, found already stored, or refused.
+    `imported_by` is the account importing: PermissionDenied (nothing imported) unless it
+    may import. One audit row "import" with the counts (no file names)."""
+    require(ws, imported_by, "import")
     sources = list(sources)
     report = ImportReport()
     for i, src in enumerate(sources):
@@ -112,7 +116,12 @@ def import_sources(
         if src.read_labelme is not None:
             try:
                 report.annotations += import_labelme_sidecar(
-                    ws, image_id, src.read_labelme(), created, source="its LabelMe JSON"
+                    ws,
+                    image_id,
+                    src.read_labelme(),
+                    created,
+                    source="its LabelMe JSON",
+                    imported_by=imported_by,
                 )
             except DataError:
                 report.refused.append(Refusal(src.name, f"annotations not imported: {UNSTORABLE}"))
@@ -125,6 +134,14 @@ def import_sources(
                 report.refused.append(Refusal(src.name, f"annotations not imported: {reason}"))
     if progress:
         progress(len(sources), len(sources), "")
+    counts = {
+        "imported": len(report.imported),
+        "duplicates": len(report.duplicates),
+        "refused": len(report.refused),
+        "annotations": report.annotations,
+    }
+    n = len(sources)
+    audit(ws, imported_by, "import", f"{n} file" + ("" if n == 1 else "s"), counts)
     return report
 
 

@@ -57,6 +57,7 @@ from annotations.coco import to_coco
 from annotations.labelme_io import LabelFile, dumps_labelme
 from annotations.rasterise import rasterise
 from annotations.shapes import Shape, shape_from_dict
+from core.accounts import audit, require
 from core.imaging import Window, default_window, render_display
 from core.imaging.png import encode_png
 from core.ingest.store import read_pixels
@@ -703,6 +704,8 @@ def export_workspace(
     image_ids: list[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     threads: int | None = None,
+    *,
+    actor: str | None = None,
 ) -> dict:
     """Write images + LabelMe JSON / PNG masks / COCO as the folder `out` (or the .zip `out`).
 
@@ -710,8 +713,11 @@ def export_workspace(
     `out` is created in one piece: it must be a new or empty folder (a .zip is replaced).
     `progress(done, total)` counts images. Returns the summary the CLI prints, whose counts
     are the files written. Raises ValueError for a bad request and ExportError (a ValueError)
-    when the disk refuses a write; then nothing of the export is left.
+    when the disk refuses a write; then nothing of the export is left. `actor` is the account
+    exporting: PermissionDenied (nothing written) unless it may export; an audit row "export"
+    with the counts (not the target path, which a user names).
     """
+    require(ws, actor, "export")
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -732,6 +738,13 @@ def export_workspace(
     except OSError as e:
         raise _write_error(e, out) from e
     jobs = plan.jobs
+    audit(
+        ws,
+        actor,
+        "export",
+        fmt,
+        {"images": len(jobs), "reader": reader, "zip": zip_output, "image_data": image_data},
+    )
     return {
         "format": fmt,
         "out": str(out),

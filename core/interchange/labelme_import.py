@@ -1,4 +1,5 @@
-"""LabelMe JSON beside an imported image: its shapes become a revision of the import reader."""
+"""LabelMe JSON beside an imported image: its shapes become a revision of the importing
+account (of the reader "import" on a workspace without accounts)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import replace
 
 from annotations.labelme_io import DEFAULT_LIMITS, LabelFileError, LabelMeLimits, loads_labelme
 from annotations.shapes import shape_to_dict
+from core.accounts import has_accounts
 from core.imaging.formats import MAX_PIXELS, MAX_SIDE
 from core.ingest.sources import max_file_bytes
 from core.labels.readers import ensure_label, get_or_create_reader
@@ -29,9 +31,16 @@ def labelme_limits() -> LabelMeLimits:
 
 
 def import_labelme_sidecar(
-    ws: Workspace, image_id: int, data: bytes, created: bool, source: str = "LabelMe JSON"
+    ws: Workspace,
+    image_id: int,
+    data: bytes,
+    created: bool,
+    source: str = "LabelMe JSON",
+    imported_by: str | None = None,
 ) -> int:
-    """Store a LabelMe file's shapes as a revision of reader "import"; returns shapes stored.
+    """Store a LabelMe file's shapes as a revision; returns shapes stored. Its reader is the
+    importing account (`imported_by`) once the workspace has accounts, its provenance
+    "imported from LabelMe by <account>"; before that, the reader "import".
 
     Shapes are stored as drawn (validated and clipped to the image). A file whose shapes equal
     an earlier import revision of this image adds nothing, so importing a folder again is a
@@ -47,12 +56,17 @@ def import_labelme_sidecar(
     except LabelFileError as e:
         raise ValueError(str(e)) from e
     shapes = [shape_to_dict(sh) for sh in label_file.shapes]
-    reader = get_or_create_reader(ws, IMPORT_READER, role="annotator")
+    if imported_by and has_accounts(ws):
+        reader_name = imported_by
+        comment = f"imported from LabelMe by {imported_by}"
+    else:
+        reader_name = get_or_create_reader(ws, IMPORT_READER, role="annotator").name
+        comment = None
     for label in sorted({d["label"] for d in shapes}):
         ensure_label(ws, label)
     # The equality check and the save are one transaction: two processes importing the same
     # file at once store it once.
     saved = save_revision_once(
-        ws, image_id, reader.name, shapes, tool="labelme-import", source="import"
+        ws, image_id, reader_name, shapes, tool="labelme-import", source="import", comment=comment
     )
     return len(shapes) if saved else 0

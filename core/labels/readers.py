@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.accounts import require
+from core.accounts.audit import add_audit
 from core.vocab import ROLES
 from core.workspace import Workspace
 from db import queries
@@ -82,16 +84,22 @@ def _check_label_name(name: str) -> None:
         raise ValueError("label name holds a control character; type it again")
 
 
-def add_label(ws: Workspace, name: str, color: str = "#ffcc00") -> LabelInfo:
+def add_label(
+    ws: Workspace, name: str, color: str = "#ffcc00", *, actor: str | None = None
+) -> LabelInfo:
+    """Add a label class. `actor` is the account adding it: PermissionDenied unless it is an
+    admin (once the workspace has accounts); an audit row "label_added"."""
     name = name.strip()
     _check_label_name(name)
     if not _COLOR.match(color):
         raise ValueError(f"colour {color!r} is not of the form #RRGGBB")
+    require(ws, actor, "admin")
     try:
         with ws.sessions.begin() as s:
             c = LabelClass(name=name, color=color)
             s.add(c)
             s.flush()
+            add_audit(s, actor, "label_added", name, {"color": color})
             return LabelInfo(c.id, c.name, c.color)
     except IntegrityError as e:
         raise ValueError(f"label {name!r} already exists") from e

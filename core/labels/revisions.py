@@ -19,6 +19,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from annotations.shapes import shape_from_dict, shape_to_dict, validate_shapes
+from core.accounts import require
+from core.accounts.audit import add_audit
 from core.labels.provenance import Origin, origin_of_save
 from core.vocab import FINDINGS, NEGATIVE_FINDINGS, REVISION_SOURCES
 from core.workspace import Workspace
@@ -43,7 +45,10 @@ class RevisionInfo:
 
     @property
     def provenance(self) -> str:
-        """Where the shapes came from, in plain words ("corrected from model v3")."""
+        """Where the shapes came from, in plain words ("corrected from model v3"; "imported
+        from LabelMe by alice" for a LabelMe import made by an account)."""
+        if self.origin == "imported" and self.tool == "labelme-import" and self.reader != "import":
+            return f"imported from LabelMe by {self.reader}"
         return Origin(self.origin, self.model_version_id).describe()
 
 
@@ -94,15 +99,22 @@ def save_revision(
     Safe when the same reader saves the same image at the same moment (two tabs, another
     process): each save becomes its own revision, numbered in turn, and a save not based on
     the newest revision reports it as the conflict. Raises ValueError (ShapeError) naming the
-    bad shape; then nothing is saved.
+    bad shape, PermissionDenied when `reader` (the account saving) may not label; then
+    nothing is saved. A manual save is an audit row "save".
     """
+    require(ws, reader, "label")
     stored = _checked_shapes(ws, image_id, shapes, source)
-    return _in_write_transaction(
-        ws,
-        lambda s: _add_revision(
+
+    def add(s: Session) -> SaveResult:
+        result = _add_revision(
             s, image_id, reader, stored, based_on, tool, source, model_version_id, comment
-        ),
-    )
+        )
+        if source == "manual":
+            detail = {"revision": result.revision.revision, "shapes": len(stored)}
+            add_audit(s, reader, "save", f"image {image_id}", detail)
+        return result
+
+    return _in_write_transaction(ws, add)
 
 
 def save_revision_once(
@@ -118,7 +130,9 @@ def save_revision_once(
     """Store `shapes` as the reader's new revision, based on its newest, unless one of the
     reader's revisions of this image already holds exactly these shapes: then store nothing
     and return None. The look and the save are one transaction, so processes importing the
-    same file at once store it once."""
+    same file at once store it once. The import's own check (permission "import") comes
+    first."""
+    require(ws, reader, "import")
     stored = _checked_shapes(ws, image_id, shapes, source)
 
     def once(s: Session) -> SaveResult | None:
@@ -268,9 +282,11 @@ def latest_by_reader(ws: Workspace, image_id: int) -> dict[str, RevisionInfo]:
 def set_finding(ws: Workspace, image_id: int, reader: str, finding: str) -> None:
     """Record an image-level finding (append-only; the newest per reader counts). Findings
     of one image, by any reader, are recorded one after the other, so the image's status is
-    computed from all of them."""
+    computed from all of them. PermissionDenied when `reader` (the account saving) may not
+    label; an audit row "save"."""
     if finding not in FINDINGS:
         raise ValueError(f"unknown finding {finding!r}; choose one of {', '.join(FINDINGS)}")
+    require(ws, reader, "label")
 
     def add(s: Session) -> None:
         image = _locked_image(s, image_id)
@@ -278,6 +294,7 @@ def set_finding(ws: Workspace, image_id: int, reader: str, finding: str) -> None
         s.add(ImageFinding(image_id=image_id, reader_id=rd.id, finding=finding))
         s.flush()
         _refresh_status(s, image)
+        add_audit(s, reader, "save", f"image {image_id}", {"finding": finding})
 
     _in_write_transaction(ws, add)
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from core.accounts import audit, require
 from core.labels.revisions import RevisionInfo, latest_revision, save_revision
 from core.ml.metrics import above_threshold
 from core.review.overlay import mask_to_shapes
@@ -126,10 +127,13 @@ def accept_prediction(
     comment: str | None = None,
 ) -> RevisionInfo:
     """Save the prediction as `reader`'s annotation: a revision with source "model" and the
-    version id, keeping the reader's shapes of other labels. Returns the new revision."""
+    version id, keeping the reader's shapes of other labels. Returns the new revision.
+    `reader` is the account reviewing (PermissionDenied unless it may review)."""
+    require(ws, reader, "review")
     note = comment or f"accepted prediction of model version {version_id}"
     revision = _save_prediction(ws, image_id, version_id, reader, threshold, "model", note)
     _add_review(ws, image_id, reader, "accepted", version_id, comment)
+    audit(ws, reader, "accept", f"image {image_id}", {"model_version": version_id})
     return revision
 
 
@@ -138,19 +142,25 @@ def start_correction(
 ) -> RevisionInfo:
     """Pre-annotation: save the prediction as the reader's newest revision (source "model",
     tool "pre-annotation") so the annotator opens on it; the reader's corrected save follows
-    as a normal revision based on it."""
+    as a normal revision based on it. PermissionDenied unless `reader` may review."""
+    require(ws, reader, "review")
     note = f"prediction of model version {version_id}, to be corrected"
     revision = _save_prediction(ws, image_id, version_id, reader, threshold, "pre-annotation", note)
     _add_review(ws, image_id, reader, "corrected", version_id, "opened in the annotator")
+    audit(ws, reader, "correct", f"image {image_id}", {"model_version": version_id})
     return revision
 
 
 def reject_prediction(
     ws: Workspace, image_id: int, version_id: int, reader: str, comment: str | None = None
 ) -> ReviewInfo:
-    """Record that the prediction is wrong; the reader's labels stay as they are."""
+    """Record that the prediction is wrong; the reader's labels stay as they are.
+    PermissionDenied unless `reader` may review."""
+    require(ws, reader, "review")
     get_version(ws, version_id)
-    return _add_review(ws, image_id, reader, "rejected", version_id, comment)
+    review = _add_review(ws, image_id, reader, "rejected", version_id, comment)
+    audit(ws, reader, "reject", f"image {image_id}", {"model_version": version_id})
+    return review
 
 
 def sign_off(
@@ -160,8 +170,12 @@ def sign_off(
     comment: str | None = None,
     version_id: int | None = None,
 ) -> ReviewInfo:
-    """Reviewer sign-off of an image's labels; the image's status becomes "reviewed"."""
-    return _add_review(ws, image_id, reader, "signed_off", version_id, comment)
+    """Reviewer sign-off of an image's labels; the image's status becomes "reviewed".
+    PermissionDenied unless `reader` may review."""
+    require(ws, reader, "review")
+    review = _add_review(ws, image_id, reader, "signed_off", version_id, comment)
+    audit(ws, reader, "sign_off", f"image {image_id}", {"model_version": version_id})
+    return review
 
 
 def adjudicate(
@@ -169,10 +183,14 @@ def adjudicate(
 ) -> ReviewInfo:
     """A reviewer makes one revision (any reader's, a model-made one too) the image's reference
     standard for training and review, until a later adjudication. Raises PermissionError for
-    an annotator, ValueError for a revision of another image."""
-    return _add_review(
+    an annotator (PermissionDenied, a PermissionError, once the workspace has accounts),
+    ValueError for a revision of another image."""
+    require(ws, reviewer, "review")
+    review = _add_review(
         ws, image_id, reviewer, "adjudicated", None, comment, revision_id=revision_id
     )
+    audit(ws, reviewer, "adjudicate", f"image {image_id}", {"revision_id": revision_id})
+    return review
 
 
 def review_history(ws: Workspace, image_id: int) -> list[ReviewInfo]:

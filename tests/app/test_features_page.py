@@ -55,11 +55,7 @@ def test_compute_queues_the_job_and_the_scatter_shows_every_image(ws, open_app):
     at.button(key="features_compute").click()
     at = at.run()
     job = embedding_job(ws, 1)
-    assert (
-        job is not None
-        and job.state == "queued"
-        and job.created_by == at.session_state["sidebar_reader"]
-    )
+    assert job is not None and job.state == "queued" and job.created_by == "reader"
     assert at.button(key="features_compute").disabled  # one job at a time
     assert jobs.run_job(ws, job.id).state == "succeeded"
     assert has_embedding(ws, 1)

@@ -178,3 +178,16 @@ def test_a_reviewer_adjudicates_the_accepted_prediction_as_the_reference(ws, ope
     with ws.sessions() as s:
         row = s.scalars(select(Review).order_by(Review.id.desc())).first()
         assert (row.decision, row.revision_id) == ("adjudicated", accepted.id)
+
+
+def test_an_annotator_sees_predictions_but_no_review_or_model_actions(ws, open_app):
+    at = open_app("review", login="anna", role="annotator")
+    assert not at.exception
+    assert at.selectbox(key="review_version").value == active_version(ws).id
+    shown = {b.label for b in at.button}
+    assert not shown & {"Accept", "Correct…", "Reject", "Sign off", "Update model"}
+    assert "need the reviewer role" in texts(at)
+    at = open_app("models", login="anna", role="annotator")
+    assert not at.exception
+    assert not [b for b in at.button if b.label.startswith(("Activate", "Roll back", "Predict"))]
+    assert not [b for b in at.button if b.label == "Start comparison"]

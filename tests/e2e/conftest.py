@@ -2,12 +2,15 @@
 
 Every e2e test gets `app_server` (a factory that starts `streamlit run app/main.py` on a
 workspace folder and returns its URL) and `page` (a fresh Playwright page in Debian's
-Chromium). Screenshots go to `artifacts` (the test's tmp dir, copied to $PNEUMOLAB_ARTIFACTS
-when set, so CI keeps them).
+Chromium), logged in as the workspace's admin account "reader" (a login cookie for a
+session made by core.accounts, tests/logins.py) unless the test asks for login=None.
+Screenshots go to `artifacts` (the test's tmp dir, copied to $PNEUMOLAB_ARTIFACTS when set, so
+CI keeps them).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -83,20 +86,63 @@ def artifacts(tmp_path: Path, request) -> Iterator[Path]:
         shutil.copytree(out, dest, dirs_exist_ok=True)
 
 
+def _logins():
+    """tests/logins.py (the test tree is not a package)."""
+    name = "pneumolab_test_logins"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tests" / "logins.py")
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+logins = _logins()
+SESSION_COOKIE = "pneumolab_session"  # app/auth.py COOKIE
+
+
+def log_in_browser(page, url: str, workspace: Path, name: str = logins.ADMIN, role="admin"):
+    """Give the page's browser a login cookie for a new session of account `name` (made with
+    `role` if missing): what the login form leaves behind, without typing the password."""
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    try:
+        value = logins.session_cookie(ws, name, role)
+    finally:
+        ws.dispose()
+    page.context.add_cookies([{"name": SESSION_COOKIE, "value": value, "url": url}])
+
+
 @pytest.fixture
-def app_server(tmp_path: Path, free_port) -> Iterator[Callable[..., str]]:
-    """Factory: app_server(workspace_dir, autostart_worker=False, env=None) -> base URL.
+def app_server(tmp_path: Path, free_port, page) -> Iterator[Callable[..., str]]:
+    """Factory: app_server(workspace_dir, autostart_worker=False, env=None, *, login="reader",
+    secrets=None) -> base URL.
 
     The worker is off unless asked for, so tests that do not run jobs stay quiet; tests that
     need jobs pass autostart_worker=True (the app then spawns `pneumolab worker` itself).
+    `page` is logged in as the admin account `login` (made if missing, tests/logins.py);
+    login=None leaves it logged out. `secrets(base_url)` returns the text of the server's
+    .streamlit/secrets.toml, written to a temporary folder (single sign-on tests).
     """
     procs: list[tuple[subprocess.Popen, Path]] = []
 
     def start(
-        workspace: Path, autostart_worker: bool = False, env: dict[str, str] | None = None
+        workspace: Path,
+        autostart_worker: bool = False,
+        env: dict[str, str] | None = None,
+        *,
+        login: str | None = logins.ADMIN,
+        secrets: Callable[[str], str] | None = None,
     ) -> str:
         port = free_port()
         log = tmp_path / f"streamlit-{port}.log"
+        url = f"http://127.0.0.1:{port}"
+        extra: list[str] = []
+        if secrets is not None:
+            secrets_file = tmp_path / f"secrets-{port}" / "secrets.toml"
+            secrets_file.parent.mkdir()
+            secrets_file.write_text(secrets(url))
+            extra = ["--secrets.files", str(secrets_file)]
         full_env = {
             **os.environ,
             "PNEUMOLAB_AUTOSTART_WORKER": "1" if autostart_worker else "0",
@@ -106,7 +152,7 @@ def app_server(tmp_path: Path, free_port) -> Iterator[Callable[..., str]]:
         cmd = [
             sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "main.py"),
             "--server.headless", "true", "--server.port", str(port),
-            "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+            "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", *extra,
             "--", "--workspace", str(workspace),
         ]  # fmt: skip
         proc = subprocess.Popen(
@@ -114,8 +160,9 @@ def app_server(tmp_path: Path, free_port) -> Iterator[Callable[..., str]]:
             start_new_session=True,
         )  # fmt: skip
         procs.append((proc, log))
-        url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, log)
+        if login is not None:
+            log_in_browser(page, url, workspace, login)
         return url
 
     yield start

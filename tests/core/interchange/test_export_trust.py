@@ -273,7 +273,11 @@ def test_export_page_shows_why_the_export_could_not_be_written(two_xrays, monkey
     monkeypatch.delenv("PNEUMOLAB_DATABASE_URL", raising=False)
     monkeypatch.delenv("PNEUMOLAB_STORE", raising=False)
     monkeypatch.syspath_prepend(str(REPO / "app"))
+    from core.accounts import create_account, start_session
+
+    admin = create_account(ws, "admin", "admin", password="correct horse battery staple")
     at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=120)
+    at.session_state["auth_token"] = start_session(ws, admin)  # as the login form does
     at.switch_page("app_pages/export.py")
     at.run()
     next(b for b in at.button if b.label == "Prepare export").click()
