@@ -8,9 +8,13 @@ helper a test calls is handed out as a fixture.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
+import signal
 import socket
 import struct
+import subprocess
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -310,3 +314,35 @@ def _png_claiming(width: int, height: int) -> bytes:
 def png_claiming() -> Callable[[int, int], bytes]:
     """png_claiming(width, height) -> a tiny PNG whose header claims that size (a bomb)."""
     return _png_claiming
+
+
+@pytest.fixture(scope="session")
+def job_processes():
+    """tests/core/jobs/processes.py as a module (env, run, spawn, start_worker, ...), loaded
+    by path: with --import-mode=importlib test helpers are not importable by name."""
+    spec = importlib.util.spec_from_file_location(
+        "pneumolab_job_processes", Path(__file__).resolve().parent / "core/jobs/processes.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def reap():
+    """reap(proc) -> proc: the process (and its session) is killed after the test if still
+    running."""
+    procs: list[subprocess.Popen] = []
+
+    def add(proc: subprocess.Popen) -> subprocess.Popen:
+        procs.append(proc)
+        return proc
+
+    yield add
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                proc.kill()
+            proc.wait(10)

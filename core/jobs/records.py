@@ -9,6 +9,8 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from core.accounts import require
+from core.accounts.audit import add_audit
 from core.vocab import FINISHED_JOB_STATES
 from core.workspace import Workspace
 from db.models import Job, utcnow
@@ -85,8 +87,10 @@ def latest_job(ws: Workspace, kind: str | None = None) -> JobInfo | None:
     return jobs[0] if jobs else None
 
 
-def cancel_job(ws: Workspace, job_id: int) -> JobInfo:
-    """Queued jobs are cancelled at once; a running job stops at its next step."""
+def cancel_job(ws: Workspace, job_id: int, *, actor: str | None = None) -> JobInfo:
+    """Queued jobs are cancelled at once; a running job stops at its next step. `actor` is
+    the account cancelling (PermissionDenied unless it may train); an audit row "cancel"."""
+    require(ws, actor, "train")
     with ws.sessions.begin() as s:
         job = s.get(Job, job_id)
         if job is None:
@@ -96,6 +100,7 @@ def cancel_job(ws: Workspace, job_id: int) -> JobInfo:
             job.finished_at = utcnow()
         elif job.state == "running":
             job.cancel_requested = True
+        add_audit(s, actor, "cancel", f"job {job_id}", {"kind": job.kind})
         return job_info(job)
 
 

@@ -1,8 +1,10 @@
 """The progress reporter a running job's handler writes to: throttled writes to the job row,
-and the answer to "has the user cancelled?"."""
+and the answer to "should this job stop?": the user cancelled it, the worker was asked to stop
+(SIGTERM, its app went away), or the worker lost its lease (another worker declared it dead)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from sqlalchemy import select
@@ -15,8 +17,18 @@ from db.models import Job
 class JobReporter:
     """Progress callback that writes to the job row (throttled) and answers cancellation."""
 
-    def __init__(self, ws: Workspace, job_id: int, min_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        job_id: int,
+        min_interval: float = 1.0,
+        worker_id: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.ws, self.job_id, self.min_interval = ws, job_id, min_interval
+        # The worker whose lease the job runs under, and its "stop now" event (SIGTERM).
+        self.worker_id, self.stop = worker_id, stop
+        self.lease_lost = False
         self._lines: list[str] = []
         self._history: list[dict] = []
         self._progress = 0.0
@@ -52,13 +64,21 @@ class JobReporter:
         self._flush(force=False)
 
     def should_stop(self) -> bool:
+        if self.stop is not None and self.stop.is_set():
+            return True
         now = time.monotonic()
         if not self._cancelled and now - self._last_cancel_check >= self.min_interval:
             self._last_cancel_check = now
             with self.ws.sessions() as s:
-                self._cancelled = bool(
-                    s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id))
-                )
+                row = s.execute(
+                    select(Job.cancel_requested, Job.state, Job.worker_id).where(
+                        Job.id == self.job_id
+                    )
+                ).one()
+            self.lease_lost = self.worker_id is not None and (
+                row.state != "running" or row.worker_id != self.worker_id
+            )
+            self._cancelled = bool(row.cancel_requested) or self.lease_lost
         return self._cancelled
 
     def _flush(self, force: bool, loss: float | None = None) -> None:
@@ -68,6 +88,8 @@ class JobReporter:
         self._last_write = now
         with self.ws.sessions.begin() as s:
             job = s.get(Job, self.job_id)
+            if self.worker_id is not None and job.worker_id != self.worker_id:
+                return  # no longer this worker's job (declared dead): leave its record alone
             job.progress = round(self._progress, 4)
             job.log_tail = "\n".join(self._lines)
             metrics = dict(job.metrics)
