@@ -1,237 +1,327 @@
-"""State of the annotate page: the reader's draft of one image, and its canvas background.
+"""The annotate page's server side: what the browser's annotator is sent for one image, and
+what Python does with the annotator's events (autosave a draft, save a revision, move on).
 
-A draft lives in `st.session_state` per (reader, image) and holds only JSON: the shapes as
-stored (original-image pixels), the revision they were loaded from, the finding, and which
-canvas "epoch" is mounted. The canvas itself is rebuilt from the draft only when the view
-changes (image, zoom, pan) or a list action edits shapes; between those the canvas keeps
-its own undo/redo history and the draft follows it. A session history of every state of the
-shapes per (reader, image) gives undo/redo across those rebuilds.
+Everything here is JSON in and out; the drawing itself lives in the browser
+(app/components/annotator). Drafts are kept on the server (core.labels.drafts), never only
+in the Streamlit session, so a reload, a closed tab or an app restart loses nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import astuple
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
-import cv2
-import numpy as np
-import streamlit as st
-
-from annotations.canvas import LabelColours, Viewport, draw_overlay, render_viewport
-from annotations.shapes import Shape, shape_from_dict, shape_to_dict
-from core.imaging import Window, apply_window
-from core.labels.catalog import image_info, image_pixels, presets
-from core.labels.revisions import latest_finding, latest_revision
+from core.imaging import Window
+from core.imaging.webview import WebImage, encode_web_png, viewer_window
+from core.labels.catalog import ImageInfo, image_info, image_pixels, presets
+from core.labels.drafts import (
+    DraftRefused,
+    discard_draft,
+    load_draft,
+    save_draft,
+    store_draft,
+)
+from core.labels.revisions import latest_by_reader, latest_finding, latest_revision
+from core.vocab import MODEL_ORIGINS
 from core.workspace import Workspace
 
-DRAFTS = "annotate_drafts"
-OTHER_READERS_COLOUR = "#00e5ff"
-_TOL = 1e-3
+WINDOW_NAMES = ("auto", "lung", "soft tissue", "bone", "full range", "header")
 
 
-def draft_key(reader: str, image_id: int) -> str:
-    return f"{reader}\x1f{image_id}"
+# --- pixels as the browser gets them ----------------------------------------------------------
 
 
-def _saved_state(ws: Workspace, image_id: int, reader: str) -> dict[str, Any]:
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotator-prefetch")
+_BUILT: OrderedDict[tuple[str, int], Future] = OrderedDict()
+_BUILT_LOCK = threading.Lock()
+_KEEP = 8
+
+
+def _build(ws: Workspace, image_id: int) -> tuple[WebImage, dict]:
+    info = image_info(ws, image_id)
+    pixels = image_pixels(ws, info)
+    web = encode_web_png(pixels, info.value_min, info.value_max)
+    found = presets(info, pixels)
+    header = (
+        Window(info.window_center, info.window_width)
+        if info.window_center is not None and info.window_width
+        else None
+    )
+    windows = {
+        "auto": viewer_window(info.modality, pixels, header, found["default"]),
+        "lung": found["lung"],
+        "soft tissue": found["soft tissue"],
+        "bone": found["bone"],
+        "full range": found["full range"],
+    }
+    if header is not None:
+        windows["header"] = header
+    out = {k: {"center": float(w.center), "width": float(w.width)} for k, w in windows.items()}
+    return web, out
+
+
+def web_image(ws: Workspace, image_id: int, wait: bool = True) -> tuple[WebImage, dict] | None:
+    """The image's 16-bit PNG and its windows (modality units), built once per image (in a
+    background thread for the neighbours: None until it is ready when `wait` is False)."""
+    key = (str(ws.root), image_id)
+    with _BUILT_LOCK:
+        future = _BUILT.get(key)
+        if future is None or (future.done() and future.exception() is not None):
+            future = _BUILT[key] = _POOL.submit(_build, ws, image_id)
+        _BUILT.move_to_end(key)
+        while len(_BUILT) > _KEEP:
+            _BUILT.popitem(last=False)
+    if not wait and not future.done():
+        return None
+    return future.result()
+
+
+def media_url(png: bytes, image_id: int, slot: str) -> str:
+    """A URL this server answers with `png` for as long as this run's page shows it."""
+    from streamlit import runtime
+
+    if not runtime.exists():  # bare mode (no server): inline it
+        import base64
+
+        return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    manager = runtime.get_instance().media_file_mgr
+    return manager.add(png, "image/png", f"pneumolab.annotator.{slot}.{image_id}")
+
+
+# --- what the annotator is sent for one image ---------------------------------------------------
+
+
+def _shape_list(value: Any) -> list[dict] | None:
+    if not isinstance(value, list):
+        return None
+    ok = all(
+        isinstance(s, dict) and isinstance(s.get("points"), list) and "shape_type" in s
+        for s in value
+    )
+    return value if ok else None
+
+
+def start_state(ws: Workspace, image_id: int, reader: str) -> dict[str, Any]:
+    """What the reader opens: their autosaved draft if there is one, else their newest
+    revision; with the revision and finding as saved (to tell what is unsaved)."""
     rev = latest_revision(ws, image_id, reader)
-    return {
+    saved_shapes = list(rev.shapes) if rev else []
+    saved_finding = latest_finding(ws, image_id, reader)
+    state = {
+        "source": "revision" if rev else "none",
+        "shapes": saved_shapes,
+        "finding": saved_finding,
         "base_revision": rev.revision if rev else None,
-        "saved_shapes": list(rev.shapes) if rev else [],
-        "saved_finding": latest_finding(ws, image_id, reader),
+        "saved_shapes": saved_shapes,
+        "saved_finding": saved_finding,
+        "draft_time": 0,
     }
+    draft = load_draft(ws, image_id, reader)
+    shapes = _shape_list(draft.get("shapes")) if draft else None
+    if draft is not None and shapes is not None:
+        when = draft.get("time") if isinstance(draft.get("time"), int | float) else 0
+        base = draft.get("base_revision")
+        state.update(
+            source="draft",
+            shapes=shapes,
+            finding=draft.get("finding") if isinstance(draft.get("finding"), str) else None,
+            base_revision=base if isinstance(base, int) else None,
+            draft_time=when,
+            draft_when=f"{datetime.fromtimestamp(when / 1000):%H:%M:%S}" if when else "earlier",
+        )
+    return state
 
 
-def next_epoch() -> int:
-    """A number never used before in this session: canvas keys built from it are fresh, so
-    a remounted canvas never returns a drawing sent for an earlier view."""
-    st.session_state["annotate_epoch_seq"] = st.session_state.get("annotate_epoch_seq", 0) + 1
-    return st.session_state["annotate_epoch_seq"]
+def model_marks(rev, reader: str) -> list[dict]:
+    """The model-made shapes of a revision, with the words of their tooltip."""
+    if rev is None or rev.origin not in MODEL_ORIGINS or not rev.shapes:
+        return []
+    model = f"model v{rev.model_version_id}" if rev.model_version_id is not None else "a model"
+    if rev.origin == "accepted":
+        text = f"from {model}, accepted by {reader}"
+    else:
+        text = f"prediction of {model}, not yet corrected"
+    return [{"text": text, "shapes": list(rev.shapes)}]
 
 
-def fresh_draft(ws: Workspace, image_id: int, reader: str) -> dict[str, Any]:
-    saved = _saved_state(ws, image_id, reader)
+def describe_image(
+    ws: Workspace, image_id: int, reader: str, order: list[int], slot: str, wait: bool = True
+) -> dict[str, Any] | None:
+    """Everything the annotator needs to show and edit one image (None while its pixels are
+    still being prepared, when `wait` is False)."""
+    info: ImageInfo = image_info(ws, image_id)
+    built = web_image(ws, image_id, wait)
+    if built is None:
+        return None
+    web, windows = built
+    position = order.index(image_id) if image_id in order else None
+    where = f"image {position + 1} of {len(order)}" if position is not None else "not in this order"
+    start = start_state(ws, image_id, reader)
+    latest = latest_by_reader(ws, image_id)
+    mine = latest.get(reader)
+    others = [
+        {
+            "reader": name,
+            "shapes": list(r.shapes),
+            "note": r.provenance if r.origin in MODEL_ORIGINS else "",
+        }
+        for name, r in latest.items()
+        if name != reader and r.shapes
+    ]
+    values = [float(info.value_min), float(info.value_max)]
     return {
-        **saved,
-        "key": draft_key(reader, image_id),
-        "loaded": list(saved["saved_shapes"]),
-        "shapes": list(saved["saved_shapes"]),
-        "finding": saved["saved_finding"],
-        "epoch": next_epoch(),
-        "viewport": None,
-        "colours": {},
-        "open_polygons": 0,
-        "problems": [],
+        "id": image_id,
+        "url": media_url(web.png, image_id, slot),
+        "width": info.width,
+        "height": info.height,
+        "offset": web.offset,
+        "scale": web.scale,
+        "lo": min(values),
+        "hi": max(values),
+        "windows": windows,
+        "caption": f"{info.display_name} · {info.width}×{info.height} px · {info.modality} · "
+        f"{where} · reader {reader}"
+        + (
+            f" · your revision {start['base_revision']}"
+            if start["base_revision"]
+            else " · not saved yet"
+        ),
+        "start": start,
+        "newest_revision": mine.revision if mine else None,
+        "others": others,
+        "model": model_marks(mine, reader),
     }
 
 
-def get_draft(ws: Workspace, image_id: int, reader: str) -> dict[str, Any]:
-    """This reader's draft of the image; a clean draft follows the newest saved revision."""
-    drafts = st.session_state.setdefault(DRAFTS, {})
-    key = draft_key(reader, image_id)
-    draft = drafts.get(key)
-    if draft is None:
-        draft = drafts[key] = fresh_draft(ws, image_id, reader)
-        return draft
-    rev = latest_revision(ws, image_id, reader)
-    newest = rev.revision if rev else None
-    if newest != draft["base_revision"] and not is_dirty(draft):
-        draft = drafts[key] = fresh_draft(ws, image_id, reader)
-    draft["newest_revision"] = newest
+def neighbour(order: list[int], image_id: int, step: int) -> int | None:
+    if image_id not in order:
+        return order[0] if order else None
+    i = order.index(image_id) + step
+    return order[i] if 0 <= i < len(order) else None
+
+
+def scope_of(ws: Workspace) -> str:
+    """A short token naming this workspace in the browser's storage keys."""
+    return hashlib.sha1(str(ws.root.resolve()).encode()).hexdigest()[:10]
+
+
+# --- what Python does with the annotator's events -----------------------------------------------
+
+
+def _draft_of(event: dict) -> dict | None:
+    draft = event.get("draft")
+    if not isinstance(draft, dict) or _shape_list(draft.get("shapes")) is None:
+        return None
     return draft
 
 
-def drop_draft(reader: str, image_id: int) -> None:
-    st.session_state.setdefault(DRAFTS, {}).pop(draft_key(reader, image_id), None)
+def handle_event(ws: Workspace, reader: str, event: Any, order: list[int]) -> dict[str, Any]:
+    """Do what the browser asked; the answer goes back as the next run's ``handled``:
+    ``{seq, ok, kind, message, revision, draft_ok, goto, conflict}``. An account that may
+    not label gets the reason as the message; nothing is stored."""
+    try:
+        return _handle(ws, reader, event, order)
+    except PermissionError as e:
+        seq = event.get("seq") if isinstance(event, dict) else -1
+        return {"seq": seq, "ok": False, "draft_ok": False, "kind": "error", "message": str(e)}
 
 
-def rebase(draft: dict[str, Any], shapes: list[dict] | None = None) -> None:
-    """Remount the canvas from the draft's shapes (or `shapes`, an undoable change)."""
-    if shapes is not None:
-        set_shapes(draft, shapes)
-    draft["loaded"] = list(draft["shapes"])
-    draft["epoch"] = next_epoch()
-    draft["open_polygons"] = 0
+def _handle(ws: Workspace, reader: str, event: Any, order: list[int]) -> dict[str, Any]:
+    if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
+        return {"seq": -1, "ok": False, "kind": "error", "message": "Unreadable request."}
+    seq, kind = event["seq"], event.get("kind")
+    image_id = event.get("image_id")
+    out: dict[str, Any] = {"seq": seq, "ok": True, "kind": "info", "message": ""}
+    if not isinstance(image_id, int):
+        return {**out, "ok": False, "kind": "error", "message": "No image named."}
+    draft = _draft_of(event)
+    if kind in ("draft", "go") and draft is not None:
+        try:
+            if event.get("clean"):
+                discard_draft(ws, image_id, reader)
+            else:
+                other = load_draft(ws, image_id, reader)
+                store_draft(ws, image_id, reader, draft)
+                if other and other.get("tab") not in (None, draft.get("tab")):
+                    out.update(
+                        kind="warning",
+                        message="This image is open in another tab of yours too. Saving "
+                        "from both keeps both as revisions; you then choose which stays current.",
+                    )
+        except DraftRefused as e:
+            out.update(draft_ok=False, ok=False, kind="error", message=str(e))
+    if kind == "go":
+        step = 1 if event.get("to") == "next" else -1
+        target = neighbour(order, image_id, step)
+        if target is None:
+            out.update(message="That was the end of the worklist." if step > 0 else "")
+        out["goto"] = target
+    elif kind == "save":
+        out.update(_save(ws, reader, image_id, event))
+        if out["ok"] and event.get("then") in ("next", "prev"):
+            step = 1 if event["then"] == "next" else -1
+            out["goto"] = neighbour(order, image_id, step)
+    elif kind == "discard":
+        discard_draft(ws, image_id, reader)
+    return out
 
 
-# --- undo / redo ------------------------------------------------------------------------------
-# The canvas's own undo lives in the mounted canvas and ends when it is remounted (zoom, pan,
-# a delete or clear from the shape list). This history belongs to (reader, image) for the
-# whole session, across remounts, saves and a discarded draft: every state the shapes took.
-
-HISTORY = "annotate_history"
-HISTORY_LIMIT = 200
-
-
-def _history(draft: dict[str, Any]) -> dict[str, list[list[dict]]]:
-    return st.session_state.setdefault(HISTORY, {}).setdefault(
-        draft["key"], {"undo": [], "redo": []}
-    )
-
-
-def set_shapes(draft: dict[str, Any], shapes: list[dict]) -> None:
-    """Make `shapes` the draft's shapes; a real change can be undone (and ends the redos)."""
-    if not same_shapes(shapes, draft["shapes"]):
-        history = _history(draft)
-        history["undo"].append(list(draft["shapes"]))
-        del history["undo"][:-HISTORY_LIMIT]
-        history["redo"].clear()
-    draft["shapes"] = list(shapes)
-
-
-def can_undo(draft: dict[str, Any]) -> bool:
-    return bool(_history(draft)["undo"])
-
-
-def can_redo(draft: dict[str, Any]) -> bool:
-    return bool(_history(draft)["redo"])
-
-
-def undo(draft: dict[str, Any], redo: bool = False) -> bool:
-    """Step the shapes back (or forward with `redo`) one change and remount the canvas."""
-    history = _history(draft)
-    source, target = (
-        (history["redo"], history["undo"]) if redo else (history["undo"], history["redo"])
-    )
-    if not source:
-        return False
-    target.append(list(draft["shapes"]))
-    draft["shapes"] = source.pop()
-    rebase(draft)
-    return True
-
-
-def _same_shape(a: dict, b: dict) -> bool:
-    if (a.get("label"), a.get("shape_type")) != (b.get("label"), b.get("shape_type")):
-        return False
-    pa, pb = np.asarray(a.get("points") or [], float), np.asarray(b.get("points") or [], float)
-    if pa.shape != pb.shape or (pa.size and np.abs(pa - pb).max() > _TOL):
-        return False
-    wa, wb = a.get("stroke_width"), b.get("stroke_width")
-    return (wa is None) == (wb is None) and (wa is None or abs(wa - wb) <= _TOL)
-
-
-def same_shapes(a: list[dict], b: list[dict]) -> bool:
-    return len(a) == len(b) and all(_same_shape(x, y) for x, y in zip(a, b, strict=True))
-
-
-def is_dirty(draft: dict[str, Any]) -> bool:
-    return (
-        not same_shapes(draft["shapes"], draft["saved_shapes"])
-        or draft["finding"] != draft["saved_finding"]
-        or draft.get("open_polygons", 0) > 0
-    )
-
-
-def any_unsaved() -> bool:
-    """True when any draft of this session (any reader, any image) has unsaved changes."""
-    return any(is_dirty(d) for d in st.session_state.get(DRAFTS, {}).values())
-
-
-def shapes_of(dicts: list[dict]) -> list[Shape]:
-    return [shape_from_dict(d, i) for i, d in enumerate(dicts)]
-
-
-def dicts_of(shapes: list[Shape]) -> list[dict]:
-    return [shape_to_dict(s) for s in shapes]
-
-
-def palette(draft: dict[str, Any], labels: list[tuple[str, str]]) -> LabelColours:
-    """The draft's label colours, extended with new labels; fixed for the draft's lifetime
-    so the canvas's stroke colours keep naming the same labels."""
-    in_shapes = [(d["label"], "#ffcc00") for d in draft["shapes"] + draft["saved_shapes"]]
-    colours = LabelColours(draft["colours"]).with_labels([*labels, *in_shapes])
-    draft["colours"] = dict(colours.colours)
-    return colours
-
-
-# --- pixels and background ------------------------------------------------------------------
-
-
-@st.cache_resource(max_entries=3, show_spinner=False)
-def _pixels(root: str, image_id: int, _ws: Workspace) -> np.ndarray:
-    # Shared read-only: cache_resource hands out the same array, no per-run copy.
-    pixels = image_pixels(_ws, image_info(_ws, image_id))
-    pixels.setflags(write=False)
-    return pixels
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def window_presets(root: str, image_id: int, _ws: Workspace) -> dict[str, tuple[float, float]]:
-    info = image_info(_ws, image_id)
-    found = presets(info, _pixels(root, image_id, _ws))
-    return {name: (w.center, w.width) for name, w in found.items()}
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def background_jpeg(
-    root: str,
-    image_id: int,
-    window: tuple[float, float],
-    viewport: tuple,
-    overlay_key: str,
-    _ws: Workspace,
-    _overlay: list[dict],
-) -> bytes:
-    """The canvas background: the viewport's crop, windowed, sized to the canvas, with other
-    readers' shapes burned in (read-only by construction). JPEG keeps reruns light."""
-    vp = Viewport(*viewport)
-    x0, y0, x1, y1 = vp.crop
-    region = _pixels(root, image_id, _ws)[y0:y1, x0:x1]
-    u8 = apply_window(region, Window(*window))
-    local = Viewport(vp.region_width, vp.region_height, 0, 0, *astuple(vp)[4:])
-    canvas = render_viewport(u8, local)
-    if _overlay:
-        canvas = cv2.cvtColor(canvas, cv2.COLOR_GRAY2RGB)
-        draw_overlay(canvas, shapes_of(_overlay), vp, OTHER_READERS_COLOUR)
-        canvas = cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    if not ok:
-        raise RuntimeError("could not encode the canvas background")
-    return buf.tobytes()
-
-
-def overlay_key(shapes: list[dict]) -> str:
-    return hashlib.sha1(json.dumps(shapes, sort_keys=True).encode()).hexdigest()
+def _save(ws: Workspace, reader: str, image_id: int, event: dict) -> dict[str, Any]:
+    shapes = _shape_list(event.get("shapes"))
+    if shapes is None:
+        return {"ok": False, "kind": "error", "message": "Not saved: the shapes were unreadable."}
+    finding = event.get("finding") if isinstance(event.get("finding"), str) else None
+    base = event.get("base_revision") if isinstance(event.get("base_revision"), int) else None
+    saved_finding = event.get("saved_finding")
+    try:
+        saved = save_draft(
+            ws,
+            image_id,
+            reader,
+            shapes,
+            finding,
+            base_revision=base,
+            saved_finding=saved_finding if isinstance(saved_finding, str) else None,
+            changed=bool(event.get("changed", True)),
+        )
+    except DraftRefused as e:
+        # The work stays in the browser and in the autosaved draft.
+        draft = _draft_of(event)
+        if draft is not None:
+            store_draft(ws, image_id, reader, draft)
+        return {"ok": False, "kind": "error", "message": str(e)}
+    discard_draft(ws, image_id, reader)
+    rev = saved.revision
+    if rev is None:
+        return {
+            "ok": True,
+            "message": f"Nothing changed since your revision {base}.",
+            "revision": base,
+        }
+    message = f"Saved revision {rev.revision} ({len(rev.shapes)} shape(s))."
+    if saved.clipped:
+        message += f" Shape(s) {saved.clipped} reached past the image edge and were clipped to it."
+    out: dict[str, Any] = {
+        "ok": True,
+        "kind": "success",
+        "message": message,
+        "revision": rev.revision,
+    }
+    if saved.conflict is not None:
+        c = saved.conflict
+        out["conflict"] = {
+            "image_id": image_id,
+            "reader": reader,
+            "mine": rev.revision,
+            "theirs": c.revision,
+            "theirs_time": f"{c.created_at:%H:%M:%S}",
+            "theirs_shapes": c.shapes,
+            "mine_count": len(rev.shapes),
+        }
+        out["kind"] = "warning"
+        out["message"] = message + " Saved with a conflict: see the message above the image."
+    return out

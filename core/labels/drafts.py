@@ -3,12 +3,16 @@ image-level finding), one service call per Save click."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import IntegrityError
+
+from core.accounts import require
 from core.labels.revisions import RevisionInfo, save_revision, set_finding
 from core.workspace import Workspace
-from db.models import Image
+from db.models import Draft, Image, Reader
 
 
 class DraftRefused(ValueError):
@@ -41,8 +45,10 @@ def save_draft(
 
     Refuses (DraftRefused) an unfinished polygon or polyline, shapes the canvas could not read,
     "reviewed: no finding" with shapes, and an empty draft without a finding. A draft that has
-    not changed since its base revision stores nothing.
+    not changed since its base revision stores nothing. `reader` is the account saving: one
+    that may not label gets PermissionDenied, before anything else is looked at.
     """
+    require(ws, reader, "label")
     if open_shapes:
         raise DraftRefused(
             "Not saved: a polygon or polyline is still open. Close it by clicking its first "
@@ -81,3 +87,71 @@ def save_draft(
     if finding is not None and finding != saved_finding:
         set_finding(ws, image_id, reader, finding)
     return DraftSaved(result.revision, result.conflict, clipped)
+
+
+# --- autosaved drafts -------------------------------------------------------------------------
+# What a reader has drawn but not saved, kept on the server apart from revisions (one row per
+# reader and image in the key/value settings table), so a reload, a closed tab or an app
+# restart brings it back. Saving a revision discards it.
+
+MAX_DRAFT_CHARS = 4_000_000
+
+
+def _reader_id(s, reader: str) -> int | None:
+    return s.query(Reader.id).filter(Reader.name == reader).scalar()
+
+
+def store_draft(ws: Workspace, image_id: int, reader: str, draft: dict) -> None:
+    """Keep `draft` (JSON: shapes, finding, window, base revision...) as the reader's draft of
+    the image, replacing the previous one. PermissionDenied for an account that may not
+    label; DraftRefused for a reader or image not in the workspace, or a draft too large to
+    be one reader's drawing; nothing is stored then."""
+    require(ws, reader, "label")
+    text = json.dumps(draft, separators=(",", ":"), allow_nan=False)
+    if len(text) > MAX_DRAFT_CHARS:
+        raise DraftRefused("Draft not kept: it is larger than any drawing of one image can be.")
+    for attempt in range(3):
+        try:
+            with ws.sessions() as s:
+                if s.get(Image, image_id) is None:
+                    raise DraftRefused(
+                        f"Draft not kept: image {image_id} is not in this workspace."
+                    )
+                reader_id = _reader_id(s, reader)
+                if reader_id is None:
+                    raise DraftRefused(f"Draft not kept: no reader {reader!r} in this workspace.")
+                row = s.get(Draft, (reader_id, image_id))
+                if row is None:
+                    s.add(Draft(reader_id=reader_id, image_id=image_id, payload=text))
+                else:
+                    row.payload = text
+                s.commit()
+            return
+        except IntegrityError:  # another tab stored the first draft at the same moment
+            if attempt == 2:
+                raise
+
+
+def load_draft(ws: Workspace, image_id: int, reader: str) -> dict | None:
+    """The reader's autosaved draft of the image, or None."""
+    with ws.sessions() as s:
+        reader_id = _reader_id(s, reader)
+        row = s.get(Draft, (reader_id, image_id)) if reader_id is not None else None
+        if row is None:
+            return None
+        try:
+            found = json.loads(row.payload)
+        except ValueError:
+            return None
+    return found if isinstance(found, dict) else None
+
+
+def discard_draft(ws: Workspace, image_id: int, reader: str) -> None:
+    """Forget the reader's draft of the image (after a save, or when they discard it)."""
+    require(ws, reader, "label")
+    with ws.sessions() as s:
+        reader_id = _reader_id(s, reader)
+        row = s.get(Draft, (reader_id, image_id)) if reader_id is not None else None
+        if row is not None:
+            s.delete(row)
+            s.commit()

@@ -1,22 +1,36 @@
-"""Annotate page (AppTest): findings, bad shapes, the two-tab conflict, unsaved-changes guard.
+"""Annotate page: what the annotator is sent, and what the server does with its events.
 
-The canvas itself only works in a browser (tests/e2e/test_annotate_browser.py); here the
-reader's draft is set the way the canvas would leave it, and the page's buttons are used.
+The drawing itself only runs in a browser (tests/e2e/test_annotate_browser.py). Here the page
+runs in AppTest (what it sends the component: image, neighbours, labels, start state), and
+the events the browser sends (autosave, save, move) go through the same `handle_event` the
+page's callback calls, against a real workspace.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.labels.catalog import WorklistFilter, worklist_ids
+from core.labels.drafts import load_draft
+from core.labels.readers import list_labels
 from core.labels.revisions import latest_finding, latest_revision, revision_history, save_revision
 from core.workspace import Workspace
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "app"))
+from components.annotate_state import handle_event, model_marks, start_state  # noqa: E402
+
+READER = "reader"
 POLY = {
     "label": "pneumonia",
     "shape_type": "polygon",
     "points": [[100, 100], [300, 120], [200, 300]],
 }
+BOX = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [90, 90]]}
 
 
 @pytest.fixture
@@ -24,28 +38,53 @@ def ws(app_env, imported_workspace) -> Workspace:
     return imported_workspace(2, root=app_env)
 
 
-def open_annotate(open_app) -> tuple[AppTest, int]:
-    at = open_app("annotate", timeout=60, navigate=True)
+def open_annotate(open_app, **kw) -> AppTest:
+    at = open_app("annotate", timeout=60, navigate=True, **kw)
     assert not at.exception, at.exception
-    return at, at.session_state["annotate_image_id"]
+    return at
 
 
-def draft(at: AppTest, image_id: int) -> dict:
-    return at.session_state["annotate_drafts"][f"reader\x1f{image_id}"]
+def sent(at: AppTest) -> dict:
+    """The data the page sent the annotator component in its last run."""
 
+    def walk(node):
+        yield node
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child)
 
-def click(at: AppTest, key: str) -> AppTest:
-    return at.button(key=key).click().run()
-
-
-def geometry(shapes: list[dict]) -> list[tuple]:
-    return [
-        (s["label"], s["shape_type"], [list(map(float, p)) for p in s["points"]]) for s in shapes
-    ]
+    (component,) = [n for n in walk(at._tree) if getattr(n, "type", None) == "bidi_component"]
+    return json.loads(component.proto.json)
 
 
 def texts(elements) -> str:
     return " ".join(e.value for e in elements)
+
+
+class Browser:
+    """Sends events as the annotator does: numbered, one after another."""
+
+    def __init__(self, ws: Workspace, reader: str = READER, tab: str = "tab-a") -> None:
+        self.ws, self.reader, self.tab, self.seq = ws, reader, tab, 0
+        self.order = worklist_ids(ws, WorklistFilter())
+
+    def send(self, kind: str, image_id: int, **payload) -> dict:
+        self.seq += 1
+        event = {"kind": kind, "seq": self.seq, "tab": self.tab, "image_id": image_id, **payload}
+        handled = handle_event(self.ws, self.reader, event, self.order)
+        assert handled["seq"] == self.seq
+        return handled
+
+    def draft(self, image_id: int, shapes, finding=None, base=None, **kw) -> dict:
+        draft = {"shapes": shapes, "finding": finding, "base_revision": base, "time": 1_000,
+                 "tab": self.tab}  # fmt: skip
+        return self.send("draft", image_id, change=1, draft=draft, **kw)
+
+    def save(self, image_id: int, shapes, finding=None, base=None, **kw) -> dict:
+        draft = {"shapes": shapes, "finding": finding, "base_revision": base, "tab": self.tab}
+        return self.send(
+            "save", image_id, shapes=shapes, finding=finding, base_revision=base, draft=draft,
+            changed=True, **kw,
+        )  # fmt: skip
 
 
 def test_no_images_says_what_to_do(tmp_path, point_app, open_app):
@@ -54,131 +93,123 @@ def test_no_images_says_what_to_do(tmp_path, point_app, open_app):
     assert "Import X-rays first" in texts(at.info)
 
 
-def test_reviewed_no_finding_records_an_explicit_negative(ws, open_app):
-    at, image_id = open_annotate(open_app)
-    click(at, "annotate_save")
-    assert "Nothing to save" in texts(at.error)
-    assert latest_revision(ws, image_id, "reader") is None
-
-    finding = next(r for r in at.radio if r.label == "Image-level finding")
-    finding.set_value("reviewed_no_finding").run()
-    click(at, "annotate_save")
-    assert "Saved revision 1 (0 shape(s))" in texts(at.success)
-    assert latest_finding(ws, image_id, "reader") == "reviewed_no_finding"
-    assert latest_revision(ws, image_id, "reader").shapes == []
-
-
-def test_reviewed_no_finding_with_shapes_is_refused(ws, open_app):
-    at, image_id = open_annotate(open_app)
-    draft(at, image_id)["shapes"] = [POLY]
-    next(r for r in at.radio if r.label == "Image-level finding").set_value(
-        "reviewed_no_finding"
-    ).run()
-    click(at, "annotate_save")
-    assert "images without shapes" in texts(at.error)
-    assert latest_revision(ws, image_id, "reader") is None
+def test_the_page_sends_the_image_its_neighbour_labels_and_the_saved_state(ws, open_app):
+    first, second = worklist_ids(ws, WorklistFilter())
+    save_revision(ws, first, READER, [POLY])
+    at = open_annotate(open_app)
+    data = sent(at)
+    image = data["image"]
+    assert image["id"] == first and image["url"]
+    assert image["start"]["source"] == "revision" and image["start"]["base_revision"] == 1
+    assert image["start"]["shapes"][0]["points"] == POLY["points"]
+    assert "image 1 of 2" in image["caption"] and "your revision 1" in image["caption"]
+    assert set(image["windows"]) >= {"auto", "lung", "soft tissue", "bone"}
+    assert data["nav"] == {"prev": False, "next": True}
+    assert "pneumonia" in [lb["name"] for lb in data["labels"]]
+    assert "reviewed_no_finding" in [k for k, _ in data["findings"]]
+    # The neighbour is prepared in the background and sent once ready.
+    for _ in range(50):
+        if data["next"] is not None:
+            break
+        at.run()
+        data = sent(at)
+    assert data["next"]["id"] == second and data["next"]["start"]["source"] == "none"
 
 
-@pytest.mark.parametrize(
-    ("bad", "message"),
-    [
-        (
-            {"label": "lung", "shape_type": "polygon", "points": [[1, 1], [50, 50]]},
-            "at least 3 points",
-        ),
+def test_autosaved_draft_is_restored_in_a_new_session_and_a_save_ends_it(ws, open_app):
+    image_id = worklist_ids(ws, WorklistFilter())[0]
+    browser = Browser(ws)
+    assert browser.draft(image_id, [POLY, BOX], finding="pneumonia")["ok"]
+    assert load_draft(ws, image_id, READER)["shapes"] == [POLY, BOX]
+    # A reload, a closed tab or an app restart: a new session opens the draft.
+    start = sent(open_annotate(open_app))["image"]["start"]
+    assert start["source"] == "draft" and start["shapes"] == [POLY, BOX]
+    assert start["finding"] == "pneumonia" and start["saved_shapes"] == []
+    handled = browser.save(image_id, [POLY, BOX], finding="pneumonia")
+    assert handled["ok"] and handled["revision"] == 1
+    assert handled["message"] == "Saved revision 1 (2 shape(s))."
+    assert load_draft(ws, image_id, READER) is None
+    assert latest_finding(ws, image_id, READER) == "pneumonia"
+    start = start_state(ws, image_id, READER)
+    assert start["source"] == "revision" and len(start["shapes"]) == 2
+    # Undone back to what is saved: the draft is dropped, not kept.
+    browser.draft(image_id, [POLY], base=1)
+    assert load_draft(ws, image_id, READER) is not None
+    browser.draft(image_id, [POLY, BOX], base=1, clean=True)
+    assert load_draft(ws, image_id, READER) is None
+
+
+def test_bad_shapes_get_a_clear_message_nothing_is_saved_and_the_draft_stays(ws):
+    image_id = worklist_ids(ws, WorklistFilter())[0]
+    for bad, rule in [
+        ({"label": "lung", "shape_type": "polygon", "points": [[1, 1], [50, 50]]}, "3 points"),
         ({"label": "lung", "shape_type": "rectangle", "points": [[40, 5], [40, 90]]}, "zero area"),
-        (
-            {"label": "lung", "shape_type": "polygon", "points": [[-90, -9], [-50, -9], [-70, -3]]},
-            "inside the image",
-        ),
-    ],
-)
-def test_bad_shapes_get_a_clear_message_and_nothing_is_saved(ws, open_app, bad, message):
-    at, image_id = open_annotate(open_app)
-    draft(at, image_id)["shapes"] = [POLY, bad]
-    click(at, "annotate_save")
-    error = texts(at.error)
-    assert "Not saved" in error and "shape #1" in error and message in error
-    assert "Nothing was stored" in error
-    assert latest_revision(ws, image_id, "reader") is None
-    assert draft(at, image_id)["shapes"] == [POLY, bad]  # the reader's work is still there
+    ]:
+        handled = Browser(ws).save(image_id, [POLY, bad])
+        assert not handled["ok"] and handled["kind"] == "error"
+        assert "Not saved" in handled["message"] and rule in handled["message"]
+        assert "Nothing was stored" in handled["message"]
+        assert latest_revision(ws, image_id, READER) is None
+        assert load_draft(ws, image_id, READER)["shapes"] == [POLY, bad]
 
 
-def test_second_tab_save_reports_conflict_keeps_both_and_lets_the_reader_choose(ws, open_app):
-    at, image_id = open_annotate(open_app)
-    # Another tab of the same reader saves first.
-    other = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [90, 90]]}
-    save_revision(ws, image_id, "reader", [other], based_on=None)
-    draft(at, image_id)["shapes"] = [POLY]
-    click(at, "annotate_save")
+def test_reviewed_no_finding_is_an_explicit_negative_and_refused_with_shapes(ws):
+    image_id = worklist_ids(ws, WorklistFilter())[0]
+    browser = Browser(ws)
+    assert "Nothing to save" in browser.save(image_id, [])["message"]
+    refused = browser.save(image_id, [POLY], finding="reviewed_no_finding")
+    assert not refused["ok"] and "images without shapes" in refused["message"]
+    assert latest_revision(ws, image_id, READER) is None
+    saved = browser.save(image_id, [], finding="reviewed_no_finding")
+    assert saved["ok"] and "Saved revision 1 (0 shape(s))" in saved["message"]
+    assert latest_finding(ws, image_id, READER) == "reviewed_no_finding"
+
+
+def test_two_tabs_keep_both_revisions_and_the_page_offers_the_choice(ws, open_app):
+    image_id = worklist_ids(ws, WorklistFilter())[0]
+    tab_a, tab_b = Browser(ws, tab="a"), Browser(ws, tab="b")
+    tab_b.draft(image_id, [BOX])
+    warned = tab_a.draft(image_id, [POLY])
+    assert "open in another tab" in warned["message"]
+    assert tab_b.save(image_id, [BOX])["revision"] == 1
+    handled = tab_a.save(image_id, [POLY])  # based on nothing: revision 1 is not its base
+    assert handled["ok"] and handled["revision"] == 2 and "conflict" in handled["message"]
+    assert handled["conflict"]["theirs"] == 1
+    assert [r.revision for r in revision_history(ws, image_id, READER)] == [2, 1]
+    # The page shows the choice; "use revision 1" makes that one current again.
+    at = open_annotate(open_app, annotate_conflict=handled["conflict"])
     warning = texts(at.warning)
-    assert "Saved with a conflict" in warning and "revision 1" in warning
-    assert "Yours is revision 2" in warning
-    assert [r.revision for r in revision_history(ws, image_id, "reader")] == [2, 1]
-    assert latest_revision(ws, image_id, "reader").shapes[0]["shape_type"] == "polygon"
-
-    click(at, "annotate_conflict_theirs")
-    latest = latest_revision(ws, image_id, "reader")
+    assert "Saved with a conflict" in warning and "Yours is revision 2" in warning
+    at.button(key="annotate_conflict_theirs").click().run()
+    latest = latest_revision(ws, image_id, READER)
     assert latest.revision == 3 and latest.shapes[0]["shape_type"] == "rectangle"
     assert "Saved with a conflict" not in texts(at.warning)
+    assert sent(at)["reset"]["image"] == image_id  # the annotator reloads the image
 
 
-def test_leaving_with_unsaved_changes_warns(ws, open_app):
-    at, image_id = open_annotate(open_app)
-    draft(at, image_id)["shapes"] = [POLY]
-    click(at, "annotate_skip")
-    assert "unsaved changes" in texts(at.warning)
-    assert at.session_state["annotate_image_id"] == image_id
-    click(at, "annotate_pending_stay")
-    assert at.session_state["annotate_image_id"] == image_id
-    assert draft(at, image_id)["shapes"] == [POLY]
-
-    click(at, "annotate_skip")
-    click(at, "annotate_pending_discard")
-    assert at.session_state["annotate_image_id"] != image_id
-    assert latest_revision(ws, image_id, "reader") is None
+def test_moving_on_keeps_the_draft_and_follows_the_worklist(ws):
+    first, second = worklist_ids(ws, WorklistFilter())
+    browser = Browser(ws)
+    draft = {"shapes": [POLY], "finding": None, "base_revision": None, "tab": "tab-a"}
+    handled = browser.send("go", first, to="next", change=1, draft=draft)
+    assert handled["goto"] == second
+    assert load_draft(ws, first, READER)["shapes"] == [POLY]  # leaving never drops it
+    assert browser.send("go", second, to="next")["goto"] is None
+    assert "end of the worklist" in browser.send("go", second, to="next")["message"]
+    assert browser.send("go", second, to="prev")["goto"] == first
+    handled = browser.save(first, [POLY], then="next")
+    assert handled["ok"] and handled["goto"] == second
 
 
-def test_save_and_next_moves_in_worklist_order(ws, open_app):
-    at, image_id = open_annotate(open_app)
-    draft(at, image_id)["shapes"] = [POLY]
-    click(at, "annotate_save_next")
-    assert latest_revision(ws, image_id, "reader").shapes[0]["label"] == "pneumonia"
-    second = at.session_state["annotate_image_id"]
-    assert second != image_id
-    click(at, "annotate_prev")
-    assert at.session_state["annotate_image_id"] == image_id
-
-
-def test_undo_and_redo_reach_across_deletes_zoom_clear_and_save(ws, open_app):
-    """The canvas's own undo ends when it is remounted; the page's undo/redo go through
-    every change to the image's shapes: a delete from the list, a zoom, a save, a clear."""
-    box = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [90, 90]]}
-    at, image_id = open_annotate(open_app)
-    assert at.button(key="annotate_undo").disabled and at.button(key="annotate_redo").disabled
-    draft(at, image_id)["shapes"] = [POLY, box]  # as the canvas leaves two drawn shapes
-    at.run()
-    epoch = draft(at, image_id)["epoch"]
-    click(at, f"annotate_shape_del_{epoch}_0")
-    assert draft(at, image_id)["shapes"] == [box]
-
-    next(r for r in at.radio if r.label == "Zoom").set_value("2x").run()
-    click(at, "annotate_undo")
-    assert draft(at, image_id)["shapes"] == [POLY, box], "undo after a zoom lost the delete"
-    assert draft(at, image_id)["loaded"] == [POLY, box], "the canvas was not redrawn"
-    click(at, "annotate_redo")
-    assert draft(at, image_id)["shapes"] == [box]
-    assert at.button(key="annotate_redo").disabled
-    click(at, "annotate_undo")
-
-    click(at, "annotate_save")
-    assert geometry(latest_revision(ws, image_id, "reader").shapes) == geometry([POLY, box])
-    click(at, "annotate_clear")
-    assert draft(at, image_id)["shapes"] == []
-    assert "Unsaved changes" in texts(at.caption)
-    click(at, "annotate_undo")
-    assert geometry(draft(at, image_id)["shapes"]) == geometry([POLY, box])
-    assert "All changes saved" in texts(at.caption)
+def test_an_unreadable_event_is_answered_not_raised(ws):
+    order = worklist_ids(ws, WorklistFilter())
+    assert handle_event(ws, READER, "junk", order)["ok"] is False
+    bad = handle_event(ws, READER, {"seq": 3, "kind": "save", "image_id": "x"}, order)
+    assert bad == {"seq": 3, "ok": False, "kind": "error", "message": "No image named."}
+    odd = handle_event(
+        ws, READER, {"seq": 4, "kind": "save", "image_id": order[0], "shapes": "x"}, order
+    )
+    assert not odd["ok"] and "unreadable" in odd["message"]
 
 
 # --- deep links `/annotate?image=...` (issue 13: unchecked input) -----------------------------
@@ -193,8 +224,6 @@ def open_annotate_link(open_app, image: str) -> AppTest:
     "link", ["99999999999999999999", "9223372036854775808", "²", "-1", "12abc", "12345"]
 )
 def test_a_bad_image_link_shows_a_plain_message_and_the_first_image(ws, open_app, link):
-    from core.labels.catalog import WorklistFilter, image_info, worklist_ids
-
     at = open_annotate_link(open_app, link)
     assert not at.exception, at.exception
     warning = texts(at.warning)
@@ -203,11 +232,10 @@ def test_a_bad_image_link_shows_a_plain_message_and_the_first_image(ws, open_app
     first = worklist_ids(ws, WorklistFilter())[0]
     assert at.session_state["annotate_image_id"] == first
     assert at.query_params["image"] == str(first)
-    captions = texts(at.caption)
-    assert image_info(ws, first).display_name in captions and "image 1 of 2" in captions
+    assert "image 1 of 2" in sent(at)["image"]["caption"]
     # The link's text is kept nowhere in the session, so it cannot come back on a rerun.
     assert at.session_state["annotate_query_seen"] == str(first)
-    assert all(link not in text for _kind, text in at.session_state["annotate_flash"])
+    assert link not in at.session_state["annotate_link_warning"]
 
     at.run()
     assert not at.exception, at.exception
@@ -216,23 +244,69 @@ def test_a_bad_image_link_shows_a_plain_message_and_the_first_image(ws, open_app
 
 
 def test_a_good_image_link_opens_that_image(ws, open_app):
-    from core.labels.catalog import WorklistFilter, worklist_ids
-
     second = worklist_ids(ws, WorklistFilter())[1]
     at = open_annotate_link(open_app, str(second))
     assert not at.exception, at.exception
     assert at.session_state["annotate_image_id"] == second
-    assert "image 2 of 2" in texts(at.caption) and not at.warning
+    assert "image 2 of 2" in sent(at)["image"]["caption"] and not at.warning
 
 
-def test_another_readers_name_is_shown_as_text_never_as_markup(ws, open_app):
+def test_another_readers_name_reaches_the_annotator_as_data_never_as_markup(ws, open_app):
     from core.labels.readers import add_reader
 
-    at, image_id = open_annotate(open_app)
-    add_reader(ws, "<img src=x onerror=alert(1)> *Dr*")
-    box = {"label": "lung", "shape_type": "rectangle", "points": [[5, 5], [40, 40]]}
-    save_revision(ws, image_id, "<img src=x onerror=alert(1)> *Dr*", [box])
-    at = at.run()
-    assert not at.exception
-    line = next(m.value for m in at.markdown if "other readers, read-only" in m.value)
-    assert r"&lt;img src=x onerror=alert(1)&gt; \*Dr\* (1)" in line and "<img" not in line
+    name = "<img src=x onerror=alert(1)> *Dr*"
+    add_reader(ws, name)
+    image_id = worklist_ids(ws, WorklistFilter())[0]
+    save_revision(ws, image_id, name, [BOX])
+    at = open_annotate(open_app)
+    (other,) = [o for o in sent(at)["image"]["others"] if o["reader"] == name]
+    assert other["reader"] == name and other["shapes"][0]["points"] == BOX["points"]
+    assert all(name not in m.value for m in at.markdown)  # the annotator sets it as text
+
+
+def test_only_an_admin_sees_the_add_label_panel(ws, open_app):
+    assert "Add a label (admin)" in [e.label for e in open_annotate(open_app).expander]
+    at = open_annotate(open_app, login="annie", role="annotator")
+    assert "Add a label (admin)" not in [e.label for e in at.expander]
+
+
+def test_an_admin_adds_a_label_from_the_panel(ws, open_app):
+    at = open_annotate(open_app)
+    at.text_input(key="annotate_new_label").input("left lower lobe")
+    at.button(key="annotate_add_label").click().run()
+    assert not at.exception and not at.error
+    assert "left lower lobe" in [label.name for label in list_labels(ws)]
+
+
+def test_shapes_accepted_from_a_model_carry_their_origin(ws):
+    from dataclasses import replace
+
+    image_id = worklist_ids(ws, WorklistFilter())[0]
+    drawn = save_revision(ws, image_id, READER, [BOX]).revision
+    assert model_marks(drawn, READER) == []
+    accepted = replace(drawn, origin="accepted", model_version_id=3)
+    assert model_marks(accepted, READER) == [
+        {"text": "from model v3, accepted by reader", "shapes": [drawn.shapes[0]]}
+    ]
+    unchecked = replace(drawn, origin="pre_annotation", model_version_id=3)
+    assert model_marks(unchecked, READER)[0]["text"] == "prediction of model v3, not yet corrected"
+
+
+def test_a_name_that_is_no_account_gets_the_reason_and_nothing_is_kept(ws):
+    logins = sys.modules.get("pneumolab_test_logins")
+    if logins is None:
+        import importlib.util
+
+        path = Path(__file__).resolve().parents[1] / "logins.py"
+        spec = importlib.util.spec_from_file_location("pneumolab_test_logins", path)
+        logins = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(logins)
+    logins.ensure_account(ws)  # accounts exist: no first-start pass-through any more
+    image_id = worklist_ids(ws, WorklistFilter())[0]
+    viewer = Browser(ws, reader="vera")  # no such account (or a disabled one)
+    for handled in (viewer.draft(image_id, [BOX]), viewer.save(image_id, [BOX])):
+        assert not handled["ok"] and handled["kind"] == "error" and handled["message"]
+    assert load_draft(ws, image_id, "vera") is None
+    from core.labels.revisions import latest_by_reader
+
+    assert "vera" not in latest_by_reader(ws, image_id)
