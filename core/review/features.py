@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from core.accounts import audit, require
 from core.jobs.queue import submit_job
 from core.jobs.records import JobInfo, list_jobs
 from core.review.view import review_stamp
@@ -55,11 +56,15 @@ def submit_embedding(
     ws: Workspace, version_id: int, created_by: str | None, force: bool = False
 ) -> int | None:
     """Queue the "embed" job of a version (LookupError for an unknown one) and return its id;
-    None when the embedding is already stored (force=True computes it again)."""
+    None when the embedding is already stored (force=True computes it again). `created_by` is
+    the account asking: PermissionDenied unless it may train; an audit row "train"."""
+    require(ws, created_by, "train")
     version = get_version(ws, version_id)
     if has_embedding(ws, version.id) and not force:
         return None
-    return submit_job(ws, "embed", {"model": version.id}, created_by)
+    job = submit_job(ws, "embed", {"model": version.id}, created_by)
+    audit(ws, created_by, "train", f"job {job}", {"kind": "embed", "model_version": version.id})
+    return job
 
 
 def embedding_job(ws: Workspace, version_id: int) -> JobInfo | None:
