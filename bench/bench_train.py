@@ -7,11 +7,13 @@ scratch through the same service as `pneumolab train`, with the patient-wise val
     python bench/bench_train.py --arch unet,deeplabv3 --encoder resnet34 --size 256 --epochs 30
     python bench/bench_train.py --arch unet --size 128 --epochs 4 --device cpu --max-images 120
     python bench/bench_train.py --throughput --arch unet --size 256 --device cuda
+    python bench/bench_train.py --recipe best --device cuda     # a recipe, end to end
 
 Prints JSON lines: {"bench": "train_import"}, one {"bench": "train_epoch"} per epoch and one
 {"bench": "train"} summary per architecture. --throughput instead times training steps fed by
 the real data pipeline (cache + augmentation + DataLoader) against the same model fed
-tensors already in device memory ({"bench": "train_throughput"}).
+tensors already in device memory ({"bench": "train_throughput"}), once per variant: on CUDA
+AMP off / AMP on / AMP + channels-last (--variants), so each lever's gain is one row.
 """
 
 from __future__ import annotations
@@ -76,12 +78,13 @@ def import_data(ws: Workspace, max_images: int) -> None:
 
 
 def run_training(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
-    tag = {"arch": arch, "encoder": args.encoder, "size": args.size}
+    tag = {"arch": arch, "encoder": args.encoder, "size": args.size, "recipe": args.recipe}
     req = TrainRequest(
         label="lung",
-        arch=arch,
-        encoder=args.encoder,
-        size=args.size,
+        arch=None if args.recipe else arch,
+        encoder=None if args.recipe else args.encoder,
+        size=None if args.recipe else args.size,
+        recipe=args.recipe,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -112,16 +115,22 @@ def run_training(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
             "best_epoch": m.get("best_epoch"),
             "train_images_per_s": round(m.get("images_per_s", 0.0), 2),
             "wall_s": round(wall, 1),
+            "config": {
+                k: version.settings["train_config"][k]
+                for k in ("arch", "encoder", "size", "epochs", "amp", "channels_last", "tta")
+            },
         }
     )
 
 
-def _steps_per_s(model, batches, loss_fn, optimizer, device, amp_dtype, steps: int) -> float:
+def _steps_per_s(
+    model, batches, loss_fn, optimizer, device, amp_dtype, steps: int, channels_last: bool
+) -> float:
     """Training steps per second over `steps` batches drawn from the iterable `batches`."""
     from core.ml.dataset import Normalisation
 
     norm = Normalisation()
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     done, t0 = 0, None
     while done < steps:
         for image, mask in batches():
@@ -145,10 +154,13 @@ def _steps_per_s(model, batches, loss_fn, optimizer, device, amp_dtype, steps: i
     return (done - 2) / (time.perf_counter() - t0)
 
 
-def run_throughput(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
+def run_throughput(
+    ws: Workspace, args: argparse.Namespace, arch: str, amp: bool, channels_last: bool
+) -> None:
     """End-to-end (cache + augmentation + DataLoader workers) vs in-memory tensors."""
     from torch.utils.data import DataLoader
 
+    from core.ml.augment import preset
     from core.ml.dataset import ResizedCache, SegmentationDataset
     from core.ml.device import resolve_device
     from core.ml.losses import create_loss
@@ -162,19 +174,23 @@ def run_throughput(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
     t0 = time.perf_counter()
     cache.warm(items)
     warm_s = time.perf_counter() - t0
-    dataset = SegmentationDataset(items, args.size, True, cache, seed=0)
+    dataset = SegmentationDataset(
+        items, args.size, True, cache, seed=0, augment_config=preset(args.augment_preset)
+    )
     workers = args.workers if args.workers is not None else (4 if cuda else 0)
     loader = DataLoader(
         dataset, args.batch_size, shuffle=True, drop_last=True, num_workers=workers,
         pin_memory=cuda, persistent_workers=workers > 0,
         worker_init_fn=_worker_init if workers else None,
     )  # fmt: skip
+    torch.manual_seed(args.seed)
     model = create_model(arch, args.encoder).to(device)
-    if cuda:
+    channels_last = channels_last and cuda
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
     amp_dtype = None
-    if cuda and not args.no_amp:
+    if cuda and amp:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     loss_fn = create_loss(args.loss).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -184,8 +200,9 @@ def run_throughput(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
     def in_memory():
         return [(image, mask)] * args.steps
 
-    e2e = _steps_per_s(model, lambda: loader, loss_fn, optimizer, device, amp_dtype, args.steps)
-    mem = _steps_per_s(model, in_memory, loss_fn, optimizer, device, amp_dtype, args.steps)
+    timing = (loss_fn, optimizer, device, amp_dtype, args.steps, channels_last)
+    e2e = _steps_per_s(model, lambda: loader, *timing)
+    mem = _steps_per_s(model, in_memory, *timing)
     emit(
         {
             "bench": "train_throughput",
@@ -194,6 +211,8 @@ def run_throughput(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
             "size": args.size,
             "device": str(device) if not cuda else torch.cuda.get_device_name(device),
             "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+            "channels_last": channels_last,
+            "augment_preset": args.augment_preset,
             "batch_size": args.batch_size,
             "dataloader_workers": workers,
             "images": len(items),
@@ -204,6 +223,20 @@ def run_throughput(ws: Workspace, args: argparse.Namespace, arch: str) -> None:
             "ratio": round(e2e / mem, 3),
         }
     )
+
+
+VARIANTS = {"plain": (False, False), "amp": (True, False), "amp+cl": (True, True)}
+
+
+def _variants(args: argparse.Namespace) -> list[tuple[bool, bool]]:
+    """(amp, channels_last) rows to time: AMP and channels-last act on CUDA only."""
+    if args.no_amp or not torch.cuda.is_available() or args.device == "cpu":
+        return [VARIANTS["plain"]]
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
+    return [VARIANTS[v] for v in names]
 
 
 def main() -> None:
@@ -223,7 +256,16 @@ def main() -> None:
     p.add_argument("--throughput", action="store_true", help="time the pipeline, don't train")
     p.add_argument("--steps", type=int, default=40, help="training steps per throughput timing")
     p.add_argument("--workers", type=int, help="DataLoader workers for --throughput")
-    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--no-amp", action="store_true", help="--throughput: only the AMP-off row")
+    p.add_argument(
+        "--variants",
+        default="plain,amp,amp+cl",
+        help="--throughput on CUDA: comma-separated rows of plain | amp | amp+cl (channels-last)",
+    )
+    p.add_argument(
+        "--augment-preset", default="radiograph", help="--throughput: basic | radiograph"
+    )
+    p.add_argument("--recipe", help="train with this recipe (quick | best) instead of the flags")
     args = p.parse_args()
     if not DATA.is_dir():
         sys.exit(f"missing {DATA}: clone the project beside ../shared")
@@ -236,7 +278,8 @@ def main() -> None:
             import_data(ws, args.max_images)
             for arch in args.arch.split(","):
                 if args.throughput:
-                    run_throughput(ws, args, arch)
+                    for amp, cl in _variants(args):
+                        run_throughput(ws, args, arch, amp, cl)
                 else:
                     run_training(ws, args, arch)
         finally:

@@ -6,7 +6,7 @@ informative images come first."""
 from pathlib import Path
 
 import streamlit as st
-from ui_state import as_text, reader_name, workspace
+from ui_state import as_text, can, reader_name, workspace
 
 from core.labels.readers import list_readers
 from core.labels.revisions import latest_by_reader
@@ -20,8 +20,10 @@ from core.review.actions import (
 )
 from core.review.explain import gradcam_heatmap
 from core.review.overlay import heatmap_overlay
+from core.review.rows_cache import cached_review_rows
 from core.review.view import load_review, review_stamp, versions_with_predictions
-from core.review.worklist import ORDERS, order_rows, review_rows
+from core.review.worklist import ORDERS, order_rows
+from core.tasks.update import submit_update
 from core.versions import active_version
 from core.vocab import CONSENSUS
 
@@ -65,12 +67,26 @@ truth_reader = c5.selectbox(
 )
 show_boxes = c6.toggle("Boxes", value=True, key="review_boxes")
 show_cam = c7.toggle("Grad-CAM", value=False, key="review_gradcam")
+UPDATE_HELP = (
+    "Fine-tune the active model on the labels readers changed since it was trained (a short "
+    "schedule); predictions of the changed images and the next ones in the worklist refresh "
+    "first, the rest follow."
+)
+is_active = active is not None and version_id == active.id
+if is_active and can("train") and st.button("Update model", key="review_update", help=UPDATE_HELP):
+    try:
+        job = submit_update(ws, reader_name())
+    except (ValueError, LookupError, PermissionError) as e:
+        st.error(f"Model not updated: {as_text(e)}")
+    else:
+        st.success(f"Update queued (job {job}); the Jobs page shows its progress.")
 
 
 @st.cache_data(max_entries=8, show_spinner="Scoring predictions…")
 def _rows(root: str, version: int, thr: float, reader: str | None, stamp: tuple):
-    # root and stamp key the cache: new labels or predictions give a new stamp.
-    return review_rows(ws, version, thr, reader)
+    # root and stamp key the cache: new labels or predictions give a new stamp. Below it, the
+    # on-disk cache rescores only the images that changed (a cold page scores none).
+    return cached_review_rows(ws, version, thr, reader)
 
 
 rows = order_rows(
@@ -152,9 +168,15 @@ with info_col:
         st.caption(f"No region above threshold {threshold:.2f}.")
 
     reader = reader_name()
-    comment = st.text_input("Comment", key=f"review_comment_{row.image_id}")
+    may_review = can("review")  # the services check the role too
+    if not may_review:
+        st.caption("Accepting, correcting, rejecting, signing off and adjudicating need the "
+                   "reviewer role.")  # fmt: skip
+    comment = st.text_input("Comment", key=f"review_comment_{row.image_id}") if may_review else ""
     a1, a2, a3, a4 = st.columns(4)
-    if a1.button("Accept", type="primary", key="review_accept", help="Save as your labels"):
+    if may_review and a1.button(
+        "Accept", type="primary", key="review_accept", help="Save as your labels"
+    ):
         try:
             rev = accept_prediction(ws, row.image_id, version_id, reader, threshold, comment)
             st.session_state["review_message"] = (
@@ -163,7 +185,9 @@ with info_col:
             st.rerun()
         except ValueError as e:
             st.error(as_text(e))
-    if a2.button("Correct…", key="review_correct", help="Open the prediction in the annotator"):
+    if may_review and a2.button(
+        "Correct…", key="review_correct", help="Open the prediction in the annotator"
+    ):
         try:
             start_correction(ws, row.image_id, version_id, reader, threshold)
         except ValueError as e:
@@ -177,16 +201,16 @@ with info_col:
                 "correct it."
             )
             st.rerun()
-    if a3.button("Reject", key="review_reject"):
+    if may_review and a3.button("Reject", key="review_reject"):
         reject_prediction(ws, row.image_id, version_id, reader, comment)
         st.session_state["review_message"] = "Prediction rejected; your labels are unchanged."
         st.rerun()
-    if a4.button("Sign off", key="review_signoff"):
+    if may_review and a4.button("Sign off", key="review_signoff"):
         sign_off(ws, row.image_id, reader, comment, version_id)
         st.session_state["review_message"] = f"Signed off by {as_text(reader)}."
         st.rerun()
     current = latest_by_reader(ws, row.image_id)
-    if current:
+    if current and may_review:
         with st.expander("Adjudicate (reviewer): choose the reference standard"):
             chosen = st.selectbox(
                 "Revision",

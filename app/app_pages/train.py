@@ -7,6 +7,7 @@ from ui_state import as_text, reader_name, workspace
 
 from core.jobs.records import JobInfo, cancel_job, get_job, latest_job, list_jobs
 from core.labels.readers import list_labels, list_readers
+from core.ml.training.recipes import RECIPES, USER_RECIPES
 from core.tasks.submit import TrainRequest, submit_training
 from core.versions import active_version, list_versions
 from core.vocab import ARCHITECTURES, CONSENSUS, ENCODERS, LOSSES
@@ -23,6 +24,16 @@ labels = [lab.name for lab in list_labels(ws)]
 readers = [r.name for r in list_readers(ws)]
 
 with st.form("train_form"):
+    choice = st.radio(
+        "Recipe",
+        [*USER_RECIPES, "custom"],
+        format_func=lambda r: RECIPES[r].title if r in RECIPES else "Custom: the settings below",
+        key="train_recipe",
+        help="A recipe sets network, size, schedule, augmentation, flip test-time augmentation "
+        "and the label's post-processing (measured by bench/bench_cv.py); Custom uses the "
+        "fields below. Fine-tuning keeps the parent's network and size.",
+    )
+    recipe = None if choice == "custom" else choice
     c1, c2, c3 = st.columns(3)
     label = c1.selectbox(
         "Label to learn",
@@ -86,11 +97,13 @@ if start:
     if parent is not None:  # a fine-tune keeps its parent's network
         chosen = next(v for v in versions if v.id == parent)
         arch, encoder = chosen.arch, chosen.encoder
+    by_recipe = recipe is not None and parent is None  # the recipe's network and size
     request = TrainRequest(
         label=label,
-        arch=arch,
-        encoder=encoder,
-        size=int(size),
+        arch=None if by_recipe else arch,
+        encoder=None if by_recipe else encoder,
+        size=None if recipe is not None else int(size),
+        recipe=recipe,
         epochs=int(epochs),
         loss=loss,
         batch_size=int(batch),
@@ -138,7 +151,7 @@ def _panel(job: JobInfo) -> None:
         text += f" · loss {job.metrics['last_loss']:.4f}"
     st.progress(min(max(job.progress, 0.0), 1.0), text=text)
     if job.state in ("queued", "running") and st.button("Cancel training", key="train_cancel"):
-        cancel_job(ws, job.id)
+        cancel_job(ws, job.id, actor=reader_name())
         st.rerun()
     if job.state == "failed":
         st.error(f"Training failed: {job.error}")

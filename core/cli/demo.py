@@ -76,7 +76,7 @@ def analyse(served: DemoModel, data: bytes, suffix: str = "") -> Analysis:
     from core.imaging import load_image
     from core.imaging.display import model_input
     from core.ml.gradcam import SegmentationGradCam
-    from core.ml.inference import predict_probability, prediction_summary
+    from core.ml.inference import inference_options, predict_probability, prediction_summary
     from core.ml.metrics import above_threshold
     from core.review.overlay import draw_boxes, heatmap_overlay, overlay
 
@@ -85,7 +85,10 @@ def analyse(served: DemoModel, data: bytes, suffix: str = "") -> Analysis:
     # The rule the product trains and predicts with; grey is the same rendition in uint8.
     image = model_input(loaded.pixels, m.window_center, m.window_width, m.value_min, m.value_max)
     gray = np.rint(image * 255.0).astype(np.uint8)
-    prob = predict_probability(served.model, image, meta.size, served.device, meta.normalisation)
+    options = {**inference_options(meta.config), "threshold": served.threshold}
+    prob = predict_probability(
+        served.model, image, meta.size, served.device, meta.normalisation, **options
+    )
     summary = prediction_summary(prob, served.threshold)
     predicted = overlay(gray, above_threshold(prob, served.threshold), None)
     with SegmentationGradCam(

@@ -28,6 +28,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--size", type=int, help="square training size in pixels (default: 256, or the parent's)"
     )
+    p.add_argument(
+        "--recipe",
+        help="quick | best: a measured recipe sets schedule, augmentation, test-time "
+        "augmentation and the label's post-processing (--arch/--encoder/--size still apply; "
+        "--epochs, --lr, --batch-size, --optimizer, --loss, --val-fraction are the recipe's)",
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -72,7 +78,7 @@ def _train_request(args: argparse.Namespace, **fields):
         seed=args.seed,
         augment=not args.no_augment,
         include_model_labels=args.include_model_labels,
-        created_by="cli",
+        created_by=getattr(args, "actor", None) or "cli",
         **fields,
     )
 
@@ -93,6 +99,7 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
         encoder_weights=args.encoder_weights,
         early_stopping_patience=args.patience,
         activate=args.activate,
+        recipe=args.recipe,
     )
     try:
         version = train(ws, req, TextProgress())
@@ -100,6 +107,9 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
         raise BadInput(str(e)) from e
     if version is None:  # not rank 0 of a torchrun launch
         return None
+    from core.accounts import audit
+
+    audit(ws, req.created_by, "train", f"model version {version.id}", {"kind": "train"})
     return {
         "model_version": version.id,
         "val_dice": version.metrics.get("dice"),
@@ -149,9 +159,13 @@ def cmd_compare(ws: Workspace, args: argparse.Namespace) -> dict:
     archs = [a.strip() for a in args.arch.split(",") if a.strip()]
     req = _train_request(args, activate="never")
     try:
-        return compare(ws, archs, req, TextProgress())
+        report = compare(ws, archs, req, TextProgress())
     except (ValueError, LookupError, FileNotFoundError) as e:
         raise BadInput(str(e)) from e
+    from core.accounts import audit
+
+    audit(ws, req.created_by, "train", "comparison", {"kind": "compare", "archs": archs})
+    return report
 
 
 def add_evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -255,7 +269,7 @@ def _load_version(ws: Workspace, ref: str, device: str):
 def cmd_evaluate(ws: Workspace, args: argparse.Namespace) -> dict:
     from annotations.rasterise import label_mask
     from core.imaging import ImageRejected, load_image_file
-    from core.ml.inference import predict_probability
+    from core.ml.inference import inference_options, predict_probability
     from core.ml.metrics import above_threshold, dataset_scores
 
     folder = Path(args.labelme)
@@ -282,7 +296,9 @@ def cmd_evaluate(ws: Workspace, args: argparse.Namespace) -> dict:
             skipped.append({"path": str(js), "reason": f"no {label!r} shapes"})
             continue
         image = _model_input(loaded)
-        prob = predict_probability(model, image, meta.size, dev, meta.normalisation)
+        prob = predict_probability(
+            model, image, meta.size, dev, meta.normalisation, **inference_options(meta.config)
+        )
         preds.append(above_threshold(prob, args.threshold))
         truths.append(label_mask(shapes, size, label))
     if not preds:
@@ -312,7 +328,7 @@ def cmd_predict(ws: Workspace, args: argparse.Namespace) -> dict:
     from core.imaging import ImageRejected, load_image
     from core.imaging.png import encode_png
     from core.ingest.sources import collect_sources
-    from core.ml.inference import predict_probability, prediction_summary
+    from core.ml.inference import inference_options, predict_probability, prediction_summary
     from core.ml.metrics import above_threshold
 
     version, model, meta, dev = _load_version(ws, args.model, args.device)
@@ -325,7 +341,14 @@ def cmd_predict(ws: Workspace, args: argparse.Namespace) -> dict:
         except (ImageRejected, ValueError, OSError) as e:
             refused.append({"input": n, "path": src.name, "reason": str(e)})
             continue
-        prob = predict_probability(model, _model_input(loaded), meta.size, dev, meta.normalisation)
+        prob = predict_probability(
+            model,
+            _model_input(loaded),
+            meta.size,
+            dev,
+            meta.normalisation,
+            **inference_options(meta.config),
+        )
         summary = prediction_summary(prob, args.threshold)
         # Output names are the input's position: source names may identify a patient, so
         # none is written under out/ (the README says how to map back).
@@ -370,6 +393,6 @@ def cmd_activate(ws: Workspace, args: argparse.Namespace) -> dict:
 
     version = _load_version_info(ws, args.version)
     try:
-        return {"active": activate(ws, version.id).id}
+        return {"active": activate(ws, version.id, actor=args.actor).id}
     except LookupError as e:
         raise BadInput(str(e)) from e

@@ -95,6 +95,31 @@ def patient_split(
     return train, val
 
 
+def patient_folds(items: Sequence[TrainItem], k: int = 5, seed: int = 0) -> list[list[TrainItem]]:
+    """k disjoint folds, no patient in two, as even in images as whole patients allow.
+
+    Patients are ordered by the same seeded hash as patient_split (independent of the input
+    order), the largest first, and each goes to the fold with the fewest images so far.
+    """
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}.")
+    by_patient: dict[str, list[TrainItem]] = {}
+    for item in items:
+        by_patient.setdefault(patient_of(item), []).append(item)
+    if len(by_patient) < k:
+        raise ValueError(f"{len(by_patient)} patients cannot fill {k} folds; label more patients.")
+
+    def rank(key: str) -> str:
+        return hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()
+
+    patients = sorted(by_patient, key=lambda key: (-len(by_patient[key]), rank(key)))
+    folds: list[list[TrainItem]] = [[] for _ in range(k)]
+    for key in patients:
+        smallest = min(range(k), key=lambda f: (len(folds[f]), f))
+        folds[smallest].extend(by_patient[key])
+    return folds
+
+
 def to_unit_float(image: np.ndarray, image_id: int) -> np.ndarray:
     """A 2-D image as float32 in [0, 1] (uint8 scaled by 1/255); ValueError otherwise."""
     if image.ndim != 2:

@@ -12,6 +12,7 @@ from torch import nn
 
 from core.ml.dataset import Normalisation, resize_image, to_unit_float
 from core.ml.metrics import Box, components_to_boxes, image_score
+from core.ml.postprocess import PostProcess, postprocess_probability
 
 DEFAULT_NORMALISATION = Normalisation()
 
@@ -29,6 +30,15 @@ def _to_original(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(resized, 0.0, 1.0).astype(np.float32, copy=False)
 
 
+def _probabilities(model: nn.Module, batch: torch.Tensor, tta: bool) -> torch.Tensor:
+    prob = torch.sigmoid(model(batch).float())
+    if tta:
+        # Horizontal flip only: lungs are left/right mirror-like, never upside down.
+        flipped = torch.sigmoid(model(torch.flip(batch, dims=(-1,))).float())
+        prob = (prob + torch.flip(flipped, dims=(-1,))) / 2.0
+    return prob
+
+
 def predict_probabilities(
     model: nn.Module,
     images: Sequence[np.ndarray],
@@ -36,11 +46,16 @@ def predict_probabilities(
     device: str | torch.device = "cpu",
     batch_size: int = 8,
     normalisation: Normalisation = DEFAULT_NORMALISATION,
+    tta: bool = False,
+    postprocess: PostProcess | None = None,
+    threshold: float = 0.5,
 ) -> list[np.ndarray]:
     """Probability maps (float32, each at its image's original size) for 2-D images in [0, 1].
 
     The model must be in eval mode (load_model returns it so); images are resized to
-    (size, size) exactly as in training.
+    (size, size) exactly as in training. tta: the mean of the probabilities of the image and
+    of its horizontal flip (flipped back). postprocess: the label's mask clean-up, applied at
+    the original size (core.ml.postprocess), so scores at the original size see it.
     """
     device = torch.device(device)
     out: list[np.ndarray] = []
@@ -48,8 +63,10 @@ def predict_probabilities(
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             batch = normalisation.apply(_to_batch(chunk, size).to(device))
-            probs = torch.sigmoid(model(batch).float())[:, 0].cpu().numpy()
-            out.extend(_to_original(p, img.shape) for p, img in zip(probs, chunk, strict=True))
+            probs = _probabilities(model, batch, tta)[:, 0].cpu().numpy()
+            for p, img in zip(probs, chunk, strict=True):
+                full = _to_original(p, img.shape)
+                out.append(postprocess_probability(full, postprocess, threshold))
     return out
 
 
@@ -59,9 +76,21 @@ def predict_probability(
     size: int,
     device: str | torch.device = "cpu",
     normalisation: Normalisation = DEFAULT_NORMALISATION,
+    **options,
 ) -> np.ndarray:
-    """Probability map (float32, original size) of one 2-D image in [0, 1]."""
-    return predict_probabilities(model, [image], size, device, 1, normalisation)[0]
+    """Probability map (float32, original size) of one 2-D image in [0, 1]; options as
+    predict_probabilities (tta, postprocess, threshold)."""
+    return predict_probabilities(model, [image], size, device, 1, normalisation, **options)[0]
+
+
+def inference_options(config: dict) -> dict:
+    """The tta / postprocess / threshold keyword arguments a checkpoint's training config asks
+    for (CheckpointMeta.config): older checkpoints, without these keys, predict as before."""
+    return {
+        "tta": bool(config.get("tta", False)),
+        "postprocess": PostProcess.from_dict(config.get("postprocess")),
+        "threshold": float(config.get("threshold", 0.5)),
+    }
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "predict": "core.tasks.predict:run_prediction_job",
     "compare": "core.tasks.compare:run_compare_job",
     "embed": "core.tasks.embed:run_embedding_job",
+    "update": "core.tasks.update:run_update_job",
 }
 
 

@@ -15,7 +15,7 @@ from core.imaging.png import encode_png
 from core.labels.catalog import training_pixels
 from core.ml.checkpoint import load_model
 from core.ml.device import resolve_device
-from core.ml.inference import predict_probabilities, prediction_summary
+from core.ml.inference import inference_options, predict_probabilities, prediction_summary
 from core.versions import VersionInfo, get_version
 from core.workspace import Workspace
 from db.models import Image, Prediction
@@ -40,19 +40,33 @@ def predict_workspace(
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     batch_size: int = 8,
+    first: Sequence[int] = (),
+    on_first_done: Callable[[int], None] | None = None,
 ) -> dict:
-    """Run a version over workspace images; store probability PNGs and summaries."""
+    """Run a version over workspace images; store probability PNGs and summaries.
+
+    first: images to predict before all others (Update model: the corrected images and the
+    next ones of the worklist); on_first_done(n) is called once those n are stored.
+    """
     version = get_version(ws, version_ref)
     model, meta, dev = load_version_model(ws, version, device)
+    options = inference_options(meta.config)  # the recipe's TTA and post-processing
     with ws.sessions() as s:
         ids = list(image_ids) if image_ids is not None else list(s.scalars(select(Image.id)))
+    known = set(ids)
+    head = [i for i in dict.fromkeys(first) if i in known]
+    in_head = set(head)
+    rest = [i for i in ids if i not in in_head]
+    batches = [head[i : i + batch_size] for i in range(0, len(head), batch_size)]
+    batches += [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
     done = 0
-    for start in range(0, len(ids), batch_size):
+    for chunk in batches:
         if should_stop and should_stop():
             raise Cancelled()
-        chunk = ids[start : start + batch_size]
         images = [training_pixels(ws, i) for i in chunk]
-        probs = predict_probabilities(model, images, meta.size, dev, batch_size, meta.normalisation)
+        probs = predict_probabilities(
+            model, images, meta.size, dev, batch_size, meta.normalisation, **options
+        )
         with ws.sessions.begin() as s:
             for image_id, prob in zip(chunk, probs, strict=True):
                 rel = prediction_relpath(version.id, image_id)
@@ -71,13 +85,29 @@ def predict_workspace(
                 row.boxes = [asdict(b) for b in summary.boxes]
                 s.add(row)
         done += len(chunk)
+        if on_first_done is not None and head and done == len(head):
+            on_first_done(done)
         if progress:
             progress(done / max(len(ids), 1), f"predicted {done}/{len(ids)} images")
     return {"model_version": version.id, "predicted": done}
 
 
+def worklist_head(ws: Workspace, version_id: int, n: int) -> list[int]:
+    """The first n images of the review worklist in its default order (lowest Dice first)."""
+    from core.review.rows_cache import cached_review_rows
+    from core.review.worklist import ORDERS, order_rows
+
+    # Through the page's on-disk cache: the job leaves the Review page's scores ready.
+    rows = order_rows(cached_review_rows(ws, version_id), next(iter(ORDERS)))
+    return [r.image_id for r in rows[:n]]
+
+
 def run_prediction_job(ws: Workspace, job_id: int, settings: dict, reporter) -> dict:
-    return predict_workspace(
+    """Predict, then compute Grad-CAM for the first page of the review worklist, so the
+    reader's first heatmaps are already cached when the Review page opens."""
+    from core.review.explain import REVIEW_FIRST_PAGE, precompute_heatmaps
+
+    result = predict_workspace(
         ws,
         settings.get("model", "active"),
         settings.get("image_ids"),
@@ -85,3 +115,10 @@ def run_prediction_job(ws: Workspace, job_id: int, settings: dict, reporter) -> 
         progress=reporter.set_progress,
         should_stop=reporter.should_stop,
     )
+    version_id = result["model_version"]
+    head = worklist_head(ws, version_id, REVIEW_FIRST_PAGE)
+    reporter.on_log(f"computing Grad-CAM for the first {len(head)} images of the worklist")
+    result["gradcam_precomputed"] = precompute_heatmaps(
+        ws, version_id, head, 0.5, reporter.should_stop
+    )
+    return result

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
+from core.accounts import audit, require
 from core.jobs.queue import submit_job
 from core.labels.reference import labelled_images
 from core.ml.training.config import TrainConfig
+from core.ml.training.recipes import get_recipe
 from core.versions import get_version
 from core.vocab import (
     ACTIVATE_RULES,
@@ -57,6 +59,10 @@ class TrainRequest:
     include_model_labels: bool = False
     created_by: str | None = None
     extra: dict = field(default_factory=dict)
+    # A named recipe (core.ml.training.recipes: quick, best, update) sets the schedule,
+    # augmentation, test-time augmentation and the label's post-processing; arch, encoder and
+    # size given here (or a fine-tune parent's) still win. None: the fields above, as given.
+    recipe: str | None = None
 
 
 def build_train_config(ws: Workspace, req: TrainRequest) -> TrainConfig:
@@ -67,9 +73,12 @@ def build_train_config(ws: Workspace, req: TrainRequest) -> TrainConfig:
         raise ValueError(f"activate must be one of {', '.join(ACTIVATE_RULES)}")
     # `is None`, not `or`: a size of 0 was asked for and must be refused by TrainConfig, not
     # silently replaced by the default.
-    arch = DEFAULT_ARCH if req.arch is None else req.arch
-    encoder = DEFAULT_ENCODER if req.encoder is None else req.encoder
-    size = DEFAULT_SIZE if req.size is None else req.size
+    recipe = get_recipe(req.recipe).config_fields(req.label) if req.recipe is not None else {}
+    arch = recipe.pop("arch", DEFAULT_ARCH) if req.arch is None else req.arch
+    encoder = recipe.pop("encoder", DEFAULT_ENCODER) if req.encoder is None else req.encoder
+    size = recipe.pop("size", DEFAULT_SIZE) if req.size is None else req.size
+    for key in ("arch", "encoder", "size"):
+        recipe.pop(key, None)
     parent_checkpoint = None
     if req.from_version is not None:
         parent = get_version(ws, req.from_version)
@@ -82,6 +91,21 @@ def build_train_config(ws: Workspace, req: TrainRequest) -> TrainConfig:
                 "architecture and encoder to fine-tune it, or train from scratch"
             )
         parent_checkpoint = str(ws.root / parent.checkpoint_path)
+        if req.recipe == "update":
+            recipe.update(update_fields((parent.settings or {}).get("train_config") or {}))
+    if recipe:
+        return TrainConfig(
+            **{
+                **recipe,
+                "arch": arch,
+                "encoder": encoder,
+                "size": size,
+                "seed": req.seed,
+                "device": req.device,
+                "encoder_weights": req.encoder_weights,
+                "init_checkpoint": parent_checkpoint,
+            }
+        )
     return TrainConfig(
         arch=arch,
         encoder=encoder,
@@ -101,6 +125,21 @@ def build_train_config(ws: Workspace, req: TrainRequest) -> TrainConfig:
     )
 
 
+def update_fields(parent_config: dict) -> dict:
+    """What an update keeps of its parent's training: augmentation, optimizer, loss, batch,
+    validation share, TTA and post-processing, at a fifth of its learning rate (a fine-tune
+    that changes the recipe's augmentation unlearns more than the corrections teach)."""
+    keep = ("augment", "augment_preset", "optimizer", "loss", "weight_decay", "batch_size")
+    keep += ("val_fraction", "tta", "postprocess", "threshold")
+    out = {k: parent_config[k] for k in keep if k in parent_config}
+    if "lr" in parent_config:
+        out["lr"] = parent_config["lr"] * UPDATE_LR_FACTOR
+    return out
+
+
+UPDATE_LR_FACTOR = 0.2
+
+
 def check_enough_labels(n_images: int, label: str) -> None:
     """ValueError unless there are enough labelled images for a patient-wise split."""
     if n_images < MIN_TRAINING_IMAGES:
@@ -115,20 +154,28 @@ def submit_prediction(
     ws: Workspace, version_id: int, created_by: str | None, device: str = "auto"
 ) -> int:
     """Queue a prediction job of a model version over the workspace's images (LookupError
-    for an unknown version). Returns the job id."""
+    for an unknown version). `created_by` is the account asking: PermissionDenied unless it
+    may train. Returns the job id; an audit row "train"."""
+    require(ws, created_by, "train")
     version = get_version(ws, version_id)
-    return submit_job(ws, "predict", {"model": version.id, "device": device}, created_by)
+    job = submit_job(ws, "predict", {"model": version.id, "device": device}, created_by)
+    audit(ws, created_by, "train", f"job {job}", {"kind": "predict", "model_version": version.id})
+    return job
 
 
 def submit_training(ws: Workspace, request: TrainRequest) -> int:
     """Check a TrainRequest (names, numbers, enough labels, fine-tune parent) and queue it.
-    Returns the job id."""
+    Returns the job id. `request.created_by` is the account asking: PermissionDenied unless
+    it may train; an audit row "train"."""
+    require(ws, request.created_by, "train")
     build_train_config(ws, request)
     found = labelled_images(
         ws, request.label, request.reader, include_model=request.include_model_labels
     )
     check_enough_labels(len(found), request.label)
-    return submit_job(ws, "train", asdict(request), request.created_by)
+    job = submit_job(ws, "train", asdict(request), request.created_by)
+    audit(ws, request.created_by, "train", f"job {job}", {"kind": "train", "label": request.label})
+    return job
 
 
 def compare_requests(
@@ -159,11 +206,15 @@ def compare_requests(
 
 def submit_compare(ws: Workspace, archs: Sequence[str], request: TrainRequest) -> int:
     """Check an architecture comparison (names, numbers, enough labels) and queue it as one
-    "compare" job training each architecture in turn. Returns the job id."""
+    "compare" job training each architecture in turn. Returns the job id. PermissionDenied
+    unless `request.created_by` may train; an audit row "train"."""
+    require(ws, request.created_by, "train")
     names, _ = compare_requests(ws, archs, request)
     found = labelled_images(
         ws, request.label, request.reader, include_model=request.include_model_labels
     )
     check_enough_labels(len(found), request.label)
     settings = {"archs": names, "request": asdict(request)}
-    return submit_job(ws, "compare", settings, request.created_by)
+    job = submit_job(ws, "compare", settings, request.created_by)
+    audit(ws, request.created_by, "train", f"job {job}", {"kind": "compare", "archs": names})
+    return job

@@ -10,10 +10,11 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from core.accounts import require
 from core.jobs.queue import submit_job
 from core.jobs.reporter import JobReporter
 from core.labels.catalog import training_pixels
@@ -49,7 +50,11 @@ def train_cache_dir(ws: Workspace) -> Path:
 
 
 def train(
-    ws: Workspace, req: TrainRequest, progress: ProgressCallback | None = None
+    ws: Workspace,
+    req: TrainRequest,
+    progress: ProgressCallback | None = None,
+    split: Callable[[list[TrainItem]], tuple[list[TrainItem], list[TrainItem]]] | None = None,
+    snapshot_extra: dict | None = None,
 ) -> VersionInfo | None:
     """Train on the workspace's labels and register the run as a new model version.
 
@@ -58,14 +63,23 @@ def train(
 
     Raises ValueError / LookupError with what to do for unusable requests; nothing is
     registered and no run folder is left behind when training fails or is cancelled.
+    PermissionDenied unless `req.created_by` may train (checked again when a queued job runs:
+    the role is read at that moment).
+
+    split: (train, val) of the labelled items instead of the patient-wise split (Update model
+    trains on what changed); snapshot_extra: more keys for the version's data snapshot.
     """
+    require(ws, req.created_by, "train")
     progress = progress or NullProgress()
     config = build_train_config(ws, req)  # checks names and numbers before any data is read
     arch, encoder, size = config.arch, config.encoder, config.size
     labelled = labelled_images(ws, req.label, req.reader, include_model=req.include_model_labels)
     check_enough_labels(len(labelled), req.label)
     items = train_items(ws, labelled, req.label)
-    train_set, val_set = patient_split(items, req.val_fraction, req.seed)
+    if split is not None:
+        train_set, val_set = split(items)
+    else:  # config's, not req's: a recipe sets its own validation fraction.
+        train_set, val_set = patient_split(items, config.val_fraction, config.seed)
     if not val_set:
         raise ValueError(
             "the patient-wise split left no validation images; label images of more patients "
@@ -107,7 +121,8 @@ def train(
         "train": rows(train_set),
         "val": rows(val_set),
         "n_patients": len({patient_of(i) for i in items}),
-        "split": {"rule": "patient", "val_fraction": req.val_fraction, "seed": req.seed},
+        "split": {"rule": "patient", "val_fraction": config.val_fraction, "seed": config.seed},
+        **(snapshot_extra or {}),
     }
     version = ModelVersion(
         label=req.label,

@@ -35,8 +35,10 @@ def texts(at: AppTest) -> str:
 
 
 def test_start_training_queues_a_job_with_the_chosen_settings(ws, open_app):
+    app = open_app("train")
+    app.radio(key="train_recipe").set_value("custom")  # Custom: the fields below, not a recipe
     at = start_training(
-        open_app("train"),
+        app,
         train_arch="deeplabv3plus",
         train_encoder="resnet18",
         train_loss="dice",
@@ -61,6 +63,16 @@ def test_second_training_waits_with_its_queue_position(ws, open_app):
     assert second.queue_position == 2
     assert f"Training job {second.id}: queued" in texts(at)
     assert "position 2" in texts(at)
+
+
+def test_one_click_on_a_recipe_queues_the_recipe_with_its_own_network_and_size(ws, open_app):
+    app = open_app("train")
+    assert app.radio(key="train_recipe").value == "quick"  # the default on CPU
+    app.radio(key="train_recipe").set_value("best")
+    at = start_training(app)
+    assert not at.exception
+    s = jobs.latest_job(ws, "train").settings
+    assert (s["recipe"], s["arch"], s["encoder"], s["size"]) == ("best", None, None, None)
 
 
 def test_reload_shows_the_running_job_with_progress_curves_and_log(ws, open_app):

@@ -10,6 +10,9 @@ from typing import Any
 from core.errors import Cancelled
 from core.vocab import ARCHITECTURES, DEVICES, ENCODERS, LOSSES, OPTIMIZERS
 
+# Names of core.ml.augment.PRESETS (kept here so that checking a request needs no OpenCV).
+AUGMENT_PRESETS: tuple[str, ...] = ("basic", "radiograph")
+
 
 def _check_choice(kind: str, value: str, valid) -> None:
     if value not in valid:
@@ -44,6 +47,12 @@ class TrainConfig:
     channels_last: bool = True  # CUDA only
     num_workers: int | None = None  # DataLoader workers; None = 0 on CPU, up to 4 on CUDA
     augment: bool = True
+    augment_preset: str = "basic"  # core.ml.augment.PRESETS: "basic" | "radiograph"
+    tta: bool = False  # predict as the mean of the image and its horizontal flip
+    # Post-processing of predicted masks (core.ml.postprocess.PostProcess as a dict), from the
+    # label's option when a recipe asks for it; None: masks as predicted.
+    postprocess: dict[str, Any] | None = None
+    recipe: str | None = None  # the recipe this config was resolved from, if any
     threshold: float = 0.5  # probability above which a pixel counts as predicted
     encoder_weights: str | None = None  # local weights file for the encoder
     init_checkpoint: str | None = None  # fine-tune from this checkpoint instead
@@ -72,6 +81,7 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ValueError("early_stopping_patience must be >= 1 or None.")
+        _check_choice("augmentation preset", self.augment_preset, AUGMENT_PRESETS)
         if self.encoder_weights and self.init_checkpoint:
             raise ValueError(
                 "Give encoder_weights (start fresh from pretrained weights) or init_checkpoint "

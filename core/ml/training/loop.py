@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from core.ml.augment import preset as augment_preset
 from core.ml.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from core.ml.dataset import Normalisation, ResizedCache, SegmentationDataset, TrainItem
 from core.ml.losses import create_loss
@@ -81,7 +82,14 @@ def _loaders(
         f"Prepared {len(cache)} images at {config.size} px in "
         f"{time.perf_counter() - started:.1f} s ({cache.decoded} decoded, the rest cached)"
     )
-    train_ds = SegmentationDataset(train_items, config.size, config.augment, cache, config.seed)
+    train_ds = SegmentationDataset(
+        train_items,
+        config.size,
+        config.augment,
+        cache,
+        config.seed,
+        augment_preset(config.augment_preset),
+    )
     val_ds = SegmentationDataset(val_shard, config.size, False, cache)
     per_rank = math.ceil(len(train_ds) / ctx.world_size)
     if per_rank < 2:
