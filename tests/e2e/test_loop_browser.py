@@ -83,9 +83,10 @@ def _loop(page, url, ws, tmp_path, settle, artifacts, mark) -> None:
     page.goto(f"{url}/train")
     settle(page)
     page.get_by_role("combobox", name="Encoder").wait_for(timeout=90_000)
+    page.get_by_text("Custom: the settings below").click()  # not a one-click recipe
     pick(page, "Encoder", "resnet18")
     pick(page, "Image size (px)", "64")
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_label("Epochs", exact=True)
     epochs.fill("2")
     page.get_by_text("Label to learn").click()  # blur: commit the number without submitting
     page.get_by_role("button", name="Start training").click()
@@ -156,3 +157,9 @@ def _loop(page, url, ws, tmp_path, settle, artifacts, mark) -> None:
     for shape in data.shapes:
         theirs |= shape_to_mask((size[1], size[0]), shape["points"], shape["shape_type"])
     assert ours.any() and (ours != theirs).mean() < 0.002
+
+    # --- The audit log: each action of the loop, under the logged-in account ----------------
+    from core.accounts import audit_rows
+
+    done = {(row.actor, row.action) for row in audit_rows(ws)}
+    assert {("reader", "train"), ("reader", "accept"), ("reader", "export")} <= done, done
