@@ -25,7 +25,7 @@ from core.labels.drafts import (
     save_draft,
     store_draft,
 )
-from core.labels.revisions import latest_by_reader, latest_finding, latest_revision
+from core.labels.revisions import labels_visible_to, latest_finding, latest_revision
 from core.vocab import MODEL_ORIGINS
 from core.workspace import Workspace
 
@@ -161,7 +161,7 @@ def describe_image(
     position = order.index(image_id) if image_id in order else None
     where = f"image {position + 1} of {len(order)}" if position is not None else "not in this order"
     start = start_state(ws, image_id, reader)
-    latest = latest_by_reader(ws, image_id)
+    latest = labels_visible_to(ws, image_id, reader)  # others' only where allowed
     mine = latest.get(reader)
     others = [
         {

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from annotations.shapes import shape_from_dict, shape_to_dict, validate_shapes
-from core.accounts import require
+from core.accounts import account_settings, get_account, has_accounts, require
 from core.accounts.audit import add_audit
 from core.labels.provenance import Origin, origin_of_save
 from core.vocab import FINDINGS, NEGATIVE_FINDINGS, REVISION_SOURCES
@@ -277,6 +277,27 @@ def latest_by_reader(ws: Workspace, image_id: int) -> dict[str, RevisionInfo]:
     with ws.sessions() as s:
         rows = queries.newest_per_reader(s, AnnotationRevision, image_ids=[image_id])
         return {name: _info(rev, name) for rev, name in rows}
+
+
+def others_visible_to(ws: Workspace, viewer: str) -> bool:
+    """Whether `viewer` may see other readers' labels: reviewers and admins always; an
+    annotator where the admin allows it (the annotators_see_others account setting); no one
+    who is not an enabled account once accounts exist."""
+    if not has_accounts(ws):
+        return True
+    account = get_account(ws, viewer)
+    if account is None or account.disabled:
+        return False
+    return account.role != "annotator" or account_settings(ws).annotators_see_others
+
+
+def labels_visible_to(ws: Workspace, image_id: int, viewer: str) -> dict[str, RevisionInfo]:
+    """latest_by_reader as `viewer` may see it: every reader's newest revision, or only the
+    viewer's own where others' labels are hidden from them (others_visible_to)."""
+    latest = latest_by_reader(ws, image_id)
+    if others_visible_to(ws, viewer):
+        return latest
+    return {name: rev for name, rev in latest.items() if name == viewer}
 
 
 def set_finding(ws: Workspace, image_id: int, reader: str, finding: str) -> None:

@@ -310,3 +310,21 @@ def test_a_name_that_is_no_account_gets_the_reason_and_nothing_is_kept(ws):
     from core.labels.revisions import latest_by_reader
 
     assert "vera" not in latest_by_reader(ws, image_id)
+
+
+def test_an_annotator_sees_other_readers_only_where_the_admin_allows(ws, open_app):
+    from core.accounts import set_account_setting
+
+    image_id = worklist_ids(ws, WorklistFilter())[0]
+    save_revision(ws, image_id, READER, [BOX])  # the first save: accounts do not exist yet
+    link = {"image": str(image_id)}
+
+    def others(**kw) -> list[str]:
+        at = open_app("annotate", timeout=60, query=link, **kw)
+        assert not at.exception and sent(at)["image"]["id"] == image_id
+        return [o["reader"] for o in sent(at)["image"]["others"]]
+
+    assert READER in others(login="annie", role="annotator")
+    set_account_setting(ws, "annotators_see_others", False, by=READER)
+    assert others(login="annie", role="annotator") == []
+    assert READER in others(login="rita", role="reviewer")  # reviewers always see them

@@ -327,3 +327,20 @@ def test_without_accounts_the_import_reader_keeps_importing(workspace, one_label
     assert rev.provenance == "imported"
     (row,) = accounts.audit_rows(workspace, action="import")
     assert (row.actor, row.actor_id) == ("cli", None)
+
+
+def test_annotators_see_other_readers_labels_only_where_the_admin_allows(ws):
+    """The annotators_see_others setting, read by the service the annotator's other-readers
+    layer comes from: off, an annotator gets only their own labels; reviewers keep all."""
+    from core.labels.revisions import labels_visible_to, save_revision
+
+    image_id = 1
+    box = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [60, 60]]}
+    save_revision(ws, image_id, "bob", [box])
+    everyone = set(latest_by_reader(ws, image_id))
+    assert {"bob", "import"} <= everyone
+    assert set(labels_visible_to(ws, image_id, "bob")) == everyone  # allowed by default
+    accounts.set_account_setting(ws, "annotators_see_others", False, by="alice")
+    assert set(labels_visible_to(ws, image_id, "bob")) == {"bob"}
+    assert set(labels_visible_to(ws, image_id, "rita")) == everyone
+    assert labels_visible_to(ws, image_id, "nobody") == {}  # not an account: nothing
