@@ -9,7 +9,7 @@ import streamlit as st
 from ui_state import as_text, can, reader_name, workspace
 
 from core.labels.readers import list_readers
-from core.labels.revisions import latest_by_reader
+from core.labels.revisions import latest_by_reader, others_visible_to
 from core.review.actions import (
     accept_prediction,
     adjudicate,
@@ -65,6 +65,11 @@ truth_reader = c5.selectbox(
     format_func=lambda r: TRUTH_CHOICES.get(r, r),
     key="review_truth_reader",
 )
+if not others_visible_to(ws, reader_name()):
+    # An annotator for whom the admin hides other readers' labels scores against their own
+    # (load_review enforces the same); the choice above is then moot.
+    truth_reader = reader_name()
+    c5.caption("Ground truth: your own labels (other readers' are hidden for annotators).")
 show_boxes = c6.toggle("Boxes", value=True, key="review_boxes")
 show_cam = c7.toggle("Grad-CAM", value=False, key="review_gradcam")
 UPDATE_HELP = (
@@ -119,7 +124,7 @@ if nav3.button("Next →", disabled=index + 1 >= len(rows), key="review_next"):
     st.rerun()
 
 row = rows[index]
-review = load_review(ws, row.image_id, version_id, threshold, truth_reader)
+review = load_review(ws, row.image_id, version_id, threshold, truth_reader, viewer=reader_name())
 
 left, right = st.columns([3, 2] if not show_cam else [1, 1])
 with left:

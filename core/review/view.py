@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from core.labels.catalog import display_image
 from core.labels.reference import labelled_images
+from core.labels.revisions import others_visible_to
 from core.ml.metrics import Box, above_threshold, components_to_boxes, pixel_counts
 from core.review.overlay import draw_boxes, overlay
 from core.versions import get_version
@@ -85,13 +86,18 @@ def load_review(
     threshold: float = 0.5,
     truth_reader: str | None = None,
     max_side: int = 1024,
+    viewer: str | None = None,
 ) -> ImageReview:
     """Image, stored prediction and reference labels of one image, scored at `threshold`.
     truth_reader: None = the reference standard (core.labels.reference), "consensus", or a
-    reader's name.
+    reader's name. A `viewer` who may not see other readers' labels (an annotator, where the
+    admin hides them: core.labels.revisions.others_visible_to) is shown their own labels as
+    the ground truth, whatever truth_reader says.
 
     Dice/IoU are computed at the original resolution; the arrays returned are display-sized.
     """
+    if viewer is not None and not others_visible_to(ws, viewer):
+        truth_reader = viewer
     version = get_version(ws, version_id)
     prob = read_probability(ws, version_id, image_id)
     gray = display_image(ws, image_id, max_side=max_side)

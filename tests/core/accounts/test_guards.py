@@ -344,3 +344,16 @@ def test_annotators_see_other_readers_labels_only_where_the_admin_allows(ws):
     assert set(labels_visible_to(ws, image_id, "bob")) == {"bob"}
     assert set(labels_visible_to(ws, image_id, "rita")) == everyone
     assert labels_visible_to(ws, image_id, "nobody") == {}  # not an account: nothing
+
+
+def test_review_shows_such_an_annotator_their_own_labels_as_ground_truth(ws):
+    from core.labels.revisions import save_revision
+    from core.review.view import load_review
+
+    accounts.set_account_setting(ws, "annotators_see_others", False, by="alice")
+    assert load_review(ws, 1, 1, viewer="rita").truth_reader == "import"  # a reviewer
+    hidden = load_review(ws, 1, 1, truth_reader="import", viewer="bob")
+    assert hidden.truth is None and hidden.dice is None  # bob has not labelled image 1
+    box = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [60, 60]]}
+    save_revision(ws, 1, "bob", [box])
+    assert load_review(ws, 1, 1, viewer="bob").truth_reader == "bob"
