@@ -3,6 +3,7 @@ account (of the reader "import" on a workspace without accounts)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from annotations.labelme_io import DEFAULT_LIMITS, LabelFileError, LabelMeLimits, loads_labelme
@@ -10,6 +11,7 @@ from annotations.shapes import shape_to_dict
 from core.accounts import has_accounts
 from core.imaging.formats import MAX_PIXELS, MAX_SIDE
 from core.ingest.sources import max_file_bytes
+from core.interchange.export import PROVENANCE_KEY
 from core.labels.readers import ensure_label, get_or_create_reader
 from core.labels.revisions import save_revision_once
 from core.workspace import Workspace
@@ -66,7 +68,16 @@ def import_labelme_sidecar(
         ensure_label(ws, label)
     # The equality check and the save are one transaction: two processes importing the same
     # file at once store it once.
+    ours = label_file.extra.get(PROVENANCE_KEY)  # a file of our own export says where from
+    claimed = ours.get("origin") if isinstance(ours, Mapping) else None
     saved = save_revision_once(
-        ws, image_id, reader_name, shapes, tool="labelme-import", source="import", comment=comment
+        ws,
+        image_id,
+        reader_name,
+        shapes,
+        tool="labelme-import",
+        source="import",
+        comment=comment,
+        claimed_origin=claimed if isinstance(claimed, str) else None,
     )
     return len(shapes) if saved else 0

@@ -39,12 +39,19 @@ class Origin:
 
 
 def origin_of_save(
-    source: str, tool: str, model_version_id: int | None, base: Origin | None
+    source: str,
+    tool: str,
+    model_version_id: int | None,
+    base: Origin | None,
+    claimed: str | None = None,
 ) -> Origin:
     """The origin of a new revision, from how it is saved and the revision it is based on
-    (the same reader's revision the editor opened, None for a first save)."""
+    (the same reader's revision the editor opened, None for a first save). `claimed` is the
+    origin an imported file says its shapes had (our own export's "pneumolab" key): model
+    output stays model output, so an export imported again cannot turn an accepted
+    prediction into human truth (the model version is another workspace's: not kept)."""
     if source == "import":
-        return Origin("imported")
+        return Origin(claimed) if claimed in MODEL_ORIGINS else Origin("imported")
     if source == "model":
         return Origin(
             "pre_annotation" if tool == "pre-annotation" else "accepted", model_version_id

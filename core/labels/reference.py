@@ -153,6 +153,8 @@ def labelled_images(
             # reader's shapes of other labels, carried over when they accepted it, are theirs.
             if include_model or not Origin(rev.origin).from_model:
                 return True
+            if rev.model_version_id is None:  # an unknown model's (an imported export's):
+                return False  # which of its labels the model made is not known
             return model_labels.get(rev.model_version_id) != label
 
         # Each reader's newest revision and finding per image (the newest first). A reader

@@ -126,12 +126,13 @@ def save_revision_once(
     tool: str,
     source: str,
     comment: str | None = None,
+    claimed_origin: str | None = None,
 ) -> SaveResult | None:
     """Store `shapes` as the reader's new revision, based on its newest, unless one of the
     reader's revisions of this image already holds exactly these shapes: then store nothing
     and return None. The look and the save are one transaction, so processes importing the
     same file at once store it once. The import's own check (permission "import") comes
-    first."""
+    first. `claimed_origin`: the origin the imported file states (provenance.origin_of_save)."""
     require(ws, reader, "import")
     stored = _checked_shapes(ws, image_id, shapes, source)
 
@@ -147,7 +148,9 @@ def save_revision_once(
             return None
         newest = _newest(s, AnnotationRevision, image_id, rd.id)
         based_on = newest.revision if newest else None
-        return _add_revision(s, image_id, reader, stored, based_on, tool, source, None, comment)
+        return _add_revision(
+            s, image_id, reader, stored, based_on, tool, source, None, comment, claimed_origin
+        )
 
     return _in_write_transaction(ws, once)
 
@@ -178,6 +181,7 @@ def _add_revision(
     source: str,
     model_version_id: int | None,
     comment: str | None,
+    claimed_origin: str | None = None,
 ) -> SaveResult:
     """Number and add the revision, inside a write transaction (`_in_write_transaction`)."""
     image = _locked_image(s, image_id)
@@ -195,7 +199,7 @@ def _add_revision(
             )
         )
         base = Origin(base_row.origin, base_row.model_version_id) if base_row else None
-    origin = origin_of_save(source, tool, model_version_id, base)
+    origin = origin_of_save(source, tool, model_version_id, base, claimed_origin)
     rev = AnnotationRevision(
         image_id=image_id,
         reader_id=rd.id,

@@ -333,3 +333,22 @@ def test_a_stored_image_cut_short_is_named_not_exported(two_xrays, tmp_path):
     assert "its stored pixels cannot be read" in str(e.value)
     assert "re-import that image" in str(e.value)
     assert not target.exists()
+
+
+def test_model_output_stays_model_output_through_an_export_and_back(two_xrays, tmp_path):
+    """A prediction accepted as it was is exported with origin "accepted"; imported again it
+    must not become an "imported" (human) revision that the reference standard trusts."""
+    from core.labels.reference import labelled_images
+
+    ws, (first, _second) = two_xrays
+    save_revision(ws, first, "reader", [polygon("lung", LEFT)], source="model")
+    out = tmp_path / "export"
+    export_workspace(ws, "labelme", out)
+    report = import_paths(ws, [out / "labelme" / "reader"])
+    assert report.refused == [] and report.annotations == 1
+    newest = max(revision_history(ws, first, "import"), key=lambda rev: rev.revision)
+    assert newest.shapes[0]["points"] == LEFT and newest.origin == "accepted"
+    for reference in labelled_images(ws, "lung", image_ids=[first]):
+        assert newest.id not in reference.revision_ids  # model output is not the truth
+    with_model = labelled_images(ws, "lung", image_ids=[first], include_model=True)
+    assert [r.revision_ids for r in with_model] == [(newest.id,)]  # counted only on request
