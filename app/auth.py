@@ -357,7 +357,7 @@ def _login_form(ws: Workspace) -> None:
         try:
             account = accounts.authenticate(ws, name.strip(), password)
         except accounts.LoginRefused as e:
-            st.error(str(e))
+            st.error(as_text(e))
         else:
             _begin(ws, account, sso=False)
             st.rerun()
@@ -389,7 +389,7 @@ def _first_start(ws: Workspace) -> None:
         accounts.create_account(ws, name.strip(), "admin", password=password)
         account = accounts.authenticate(ws, name.strip(), password)
     except (ValueError, accounts.LoginRefused, accounts.PermissionDenied) as e:
-        st.error(str(e))
+        st.error(as_text(e))
         return
     _begin(ws, account, sso=False)
     st.rerun()

@@ -80,7 +80,7 @@ def _run() -> None:
     try:
         page.run()
     except PermissionDenied as e:
-        st.error(f"{e} Nothing was changed.")
+        st.error(f"{as_text(e)} Nothing was changed.")
 
 
 if __name__ != "__main__":

@@ -178,4 +178,4 @@ if current_role() == "admin":
                 st.success(f"Label {as_text(new_name.strip())!r} added.")
                 st.rerun()
             except (ValueError, PermissionError) as e:
-                st.error(str(e))
+                st.error(as_text(e))

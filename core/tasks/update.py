@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.accounts import require
+from core.accounts import audit, require
 from core.jobs.queue import submit_job
 from core.labels.reference import labelled_images
 from core.tasks.submit import TrainRequest
@@ -183,7 +183,9 @@ def submit_update(ws: Workspace, created_by: str | None, version_ref: int | str 
         raise ValueError(
             f"no labels changed since version {version.id} was trained; nothing to update"
         )
-    return submit_job(ws, "update", {"model": version.id, "created_by": created_by}, created_by)
+    job = submit_job(ws, "update", {"model": version.id, "created_by": created_by}, created_by)
+    audit(ws, created_by, "train", f"job {job}", {"kind": "update", "model_version": version.id})
+    return job
 
 
 def refresh_order(ws: Workspace, parent_id: int, touched: Sequence[int], n_next: int) -> list[int]:

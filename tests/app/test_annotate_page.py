@@ -328,3 +328,13 @@ def test_an_annotator_sees_other_readers_only_where_the_admin_allows(ws, open_ap
     set_account_setting(ws, "annotators_see_others", False, by=READER)
     assert others(login="annie", role="annotator") == []
     assert READER in others(login="rita", role="reviewer")  # reviewers always see them
+
+
+def test_a_refused_label_name_is_shown_as_typed(ws, open_app):
+    at = open_annotate(open_app)
+    for _ in range(2):  # the second add is refused: the label exists
+        at.text_input(key="annotate_new_label").input("**bold** <b>x</b>")
+        at.button(key="annotate_add_label").click().run()
+    (error,) = at.error
+    assert "already exists" in error.value
+    assert r"\*\*bold\*\* \<b\>x\</b\>" in error.value  # escaped: no markup

@@ -35,6 +35,7 @@ from core.review.actions import (
 from core.review.features import submit_embedding
 from core.tasks.submit import TrainRequest, submit_compare, submit_prediction, submit_training
 from core.tasks.train import train
+from core.tasks.update import submit_update
 from core.versions import activate, get_version
 from db.models import (
     AnnotationRevision,
@@ -163,6 +164,7 @@ def _calls(ws, actor, folder: Path, out: Path) -> dict:
         "compare": lambda: submit_compare(ws, ["unet", "segnet"], request),
         "predict": lambda: submit_prediction(ws, 1, actor),
         "embed": lambda: submit_embedding(ws, 1, actor),
+        "update": lambda: submit_update(ws, actor),
         "cancel": lambda: cancel_job(ws, 1, actor=actor),
         "activate": lambda: activate(ws, 2, actor=actor),
         "export": lambda: export_workspace(ws, "all", out, actor=actor),
@@ -177,7 +179,7 @@ def _calls(ws, actor, folder: Path, out: Path) -> dict:
 
 CALLS = [
     "sign_off", "accept", "reject", "correct", "adjudicate", "import", "train",
-    "train_in_process", "compare", "predict", "embed", "cancel", "activate", "export",
+    "train_in_process", "compare", "predict", "embed", "update", "cancel", "activate", "export",
     "add_label", "add_account", "set_role", "disable",
 ]  # fmt: skip
 
@@ -357,3 +359,13 @@ def test_review_shows_such_an_annotator_their_own_labels_as_ground_truth(ws):
     box = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [60, 60]]}
     save_revision(ws, 1, "bob", [box])
     assert load_review(ws, 1, 1, viewer="bob").truth_reader == "bob"
+
+
+def test_update_model_is_queued_for_an_admin_with_an_audit_row(ws):
+    box = {"label": "lung", "shape_type": "rectangle", "points": [[10, 10], [60, 60]]}
+    from core.labels.revisions import save_revision
+
+    save_revision(ws, 1, "alice", [box])  # a label changed since the active version
+    job = submit_update(ws, "alice")
+    (row,) = [r for r in accounts.audit_rows(ws, action="train") if r.target == f"job {job}"]
+    assert row.actor == "alice" and row.detail["kind"] == "update"
