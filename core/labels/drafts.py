@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.accounts import require
 from core.labels.revisions import RevisionInfo, save_revision, set_finding
+from core.vocab import FINDINGS
 from core.workspace import Workspace
 from db.models import Draft, Image, Reader
 
@@ -49,6 +50,11 @@ def save_draft(
     that may not label gets PermissionDenied, before anything else is looked at.
     """
     require(ws, reader, "label")
+    if finding is not None and finding not in FINDINGS:
+        # Checked first: the revision must not be stored and its finding then refused.
+        raise DraftRefused(
+            f"Not saved: {finding!r} is not a finding; choose one of {', '.join(FINDINGS)}."
+        )
     if open_shapes:
         raise DraftRefused(
             "Not saved: a polygon or polyline is still open. Close it by clicking its first "
@@ -91,8 +97,8 @@ def save_draft(
 
 # --- autosaved drafts -------------------------------------------------------------------------
 # What a reader has drawn but not saved, kept on the server apart from revisions (one row per
-# reader and image in the key/value settings table), so a reload, a closed tab or an app
-# restart brings it back. Saving a revision discards it.
+# reader and image in the drafts table, migration 0007), so a reload, a closed tab or an
+# app restart brings it back. Saving a revision discards it.
 
 MAX_DRAFT_CHARS = 4_000_000
 

@@ -210,6 +210,11 @@ def test_an_unreadable_event_is_answered_not_raised(ws):
         ws, READER, {"seq": 4, "kind": "save", "image_id": order[0], "shapes": "x"}, order
     )
     assert not odd["ok"] and "unreadable" in odd["message"]
+    # A finding the product does not know: refused before the shapes are stored.
+    bogus = Browser(ws).save(order[0], [BOX], finding="bogus")
+    assert not bogus["ok"] and "'bogus' is not a finding" in bogus["message"]
+    assert latest_revision(ws, order[0], READER) is None
+    assert latest_finding(ws, order[0], READER) is None
 
 
 # --- deep links `/annotate?image=...` (issue 13: unchecked input) -----------------------------
