@@ -15,9 +15,9 @@ size, with the recipe's test-time augmentation and post-processing.
 
 Recipes: the product's (core.ml.training.recipes: quick, best) and "plain128", the baseline
 of the issue: `train --arch unet --encoder resnet18 --size 128 --epochs 15` with the product's
-defaults (Adam 5e-4, BCE+IoU, basic augmentation, no TTA, no post-processing). "quick" trains
-exactly that network and schedule and adds flip TTA and the lung post-processing at
-prediction: its figures are plain128's dice_tta_pp columns, so run one of the two.
+defaults (Adam 5e-4, batches of 8, BCE+IoU, basic augmentation, a 20% inner validation split
+with early stopping, no TTA, no post-processing). Folds can run in separate processes
+(--only-folds) and be pooled afterwards: each fold's row is complete on its own.
 
 Prints JSON lines: {"bench": "cv_import"}, one {"bench": "cv_fold"} per recipe and fold (per
 image Dice and pooled Dice, with and without TTA / post-processing: the model is the same,

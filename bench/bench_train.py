@@ -13,7 +13,8 @@ Prints JSON lines: {"bench": "train_import"}, one {"bench": "train_epoch"} per e
 {"bench": "train"} summary per architecture. --throughput instead times training steps fed by
 the real data pipeline (cache + augmentation + DataLoader) against the same model fed
 tensors already in device memory ({"bench": "train_throughput"}), once per variant: on CUDA
-AMP off / AMP on / AMP + channels-last (--variants), so each lever's gain is one row.
+AMP off / AMP on / AMP + channels-last (--variants), on CPU plain and channels-last, so each
+lever's gain is one row.
 """
 
 from __future__ import annotations
@@ -185,7 +186,6 @@ def run_throughput(
     )  # fmt: skip
     torch.manual_seed(args.seed)
     model = create_model(arch, args.encoder).to(device)
-    channels_last = channels_last and cuda
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -225,13 +225,18 @@ def run_throughput(
     )
 
 
-VARIANTS = {"plain": (False, False), "amp": (True, False), "amp+cl": (True, True)}
+VARIANTS = {
+    "plain": (False, False),
+    "cl": (False, True),
+    "amp": (True, False),
+    "amp+cl": (True, True),
+}
 
 
 def _variants(args: argparse.Namespace) -> list[tuple[bool, bool]]:
-    """(amp, channels_last) rows to time: AMP and channels-last act on CUDA only."""
+    """(amp, channels_last) rows to time: AMP acts on CUDA only, channels-last on both."""
     if args.no_amp or not torch.cuda.is_available() or args.device == "cpu":
-        return [VARIANTS["plain"]]
+        return [VARIANTS["plain"], VARIANTS["cl"]]
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
@@ -260,7 +265,8 @@ def main() -> None:
     p.add_argument(
         "--variants",
         default="plain,amp,amp+cl",
-        help="--throughput on CUDA: comma-separated rows of plain | amp | amp+cl (channels-last)",
+        help="--throughput on CUDA: comma-separated rows of plain | cl | amp | amp+cl "
+        "(cl: channels-last)",
     )
     p.add_argument(
         "--augment-preset", default="radiograph", help="--throughput: basic | radiograph"

@@ -45,7 +45,7 @@ raise SystemExit(0 if ok else 1)'
 
 # AMP and channels-last: one row per variant, the real data pipeline against in-memory tensors.
 step throughput 120 python bench/bench_train.py --throughput --device cuda --arch unet \
-  --encoder resnet34 --size 320 --batch-size 16 --steps 60 --variants plain,amp,amp+cl
+  --encoder resnet18 --size 256 --batch-size 16 --steps 60 --variants plain,amp,amp+cl
 # The best recipe end to end through the product's training service (import, split, train,
 # register), on the GPU: its wall time and validation Dice.
 step best_recipe 180 python bench/bench_train.py --recipe best --device cuda --arch unet

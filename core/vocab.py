@@ -136,3 +136,26 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 # When a finished training run becomes the active model version.
 ACTIVATE_RULES: tuple[str, ...] = ("never", "always", "if_better")
 DEFAULT_ARCH, DEFAULT_ENCODER, DEFAULT_SIZE = "unet", "resnet34", 256
+
+UNET_DEPTH = 5  # smp's U-Net decoder has one block per encoder stage
+
+
+def check_decoder_channels(arch: str, decoder_channels) -> tuple[int, ...] | None:
+    """decoder_channels as a tuple of UNET_DEPTH positive widths (None passes); ValueError
+    saying what to give otherwise."""
+    if decoder_channels is None:
+        return None
+    if arch != "unet":
+        raise ValueError(
+            f"decoder_channels set the U-Net decoder's widths; {arch} has no such decoder "
+            "(leave them out, or train a U-Net)."
+        )
+    widths = tuple(decoder_channels)
+    if len(widths) != UNET_DEPTH or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in widths
+    ):
+        raise ValueError(
+            f"decoder_channels must be {UNET_DEPTH} positive whole numbers, deepest first "
+            f"(e.g. 256, 128, 64, 32, 16), got {list(widths)}."
+        )
+    return widths

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from core.ml.segnet import SegNet
-from core.vocab import ARCHITECTURES, ENCODERS
+from core.vocab import ARCHITECTURES, ENCODERS, check_decoder_channels
 
 # Named weights smp fetches from the Hugging Face hub (network needed); anything else is a path.
 HUB_WEIGHTS: tuple[str, ...] = ("imagenet",)
@@ -32,13 +32,24 @@ class ModelSpec:
     encoder: str = "resnet34"
     in_channels: int = 1
     classes: int = 1
+    # U-Net decoder widths, deepest block first; None: smp's (256, 128, 64, 32, 16).
+    decoder_channels: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.decoder_channels is None:
+            del out["decoder_channels"]  # checkpoints without it read as before
+        else:
+            out["decoder_channels"] = list(self.decoder_channels)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
-        return cls(**{k: data[k] for k in ("arch", "encoder", "in_channels", "classes")})
+        decoder = data.get("decoder_channels")
+        return cls(
+            **{k: data[k] for k in ("arch", "encoder", "in_channels", "classes")},
+            decoder_channels=tuple(int(c) for c in decoder) if decoder is not None else None,
+        )
 
 
 def _check_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> None:
@@ -52,6 +63,7 @@ def create_model(
     in_channels: int = 1,
     classes: int = 1,
     encoder_weights: str | Path | None = None,
+    decoder_channels: tuple[int, ...] | None = None,
 ) -> nn.Module:
     """Build an untrained segmentation model that outputs logits (N, classes, H, W).
 
@@ -61,9 +73,14 @@ def create_model(
 
     segnet: its own VGG-16-bn encoder, trained from scratch; `encoder` is checked but
     ignored, and encoder weights are refused.
+
+    decoder_channels: the U-Net decoder's widths (check_decoder_channels); narrower ones train
+    faster on CPU (recipes).
     """
     _check_name("architecture", arch, list(ARCHITECTURES))
     _check_name("encoder", encoder, ENCODERS)
+    decoder = check_decoder_channels(arch, decoder_channels)
+    extra = {"decoder_channels": decoder} if decoder is not None else {}
     if arch in OWN_ARCHITECTURES:
         if encoder_weights is not None:
             raise ValueError(
@@ -78,6 +95,7 @@ def create_model(
             encoder_weights=encoder_weights,
             in_channels=in_channels,
             classes=classes,
+            **extra,
         )
     path = Path(encoder_weights)
     state = _strip_prefixes(_read_state_dict(path))
@@ -96,6 +114,7 @@ def create_model(
         encoder_weights=None,
         in_channels=file_channels,
         classes=classes,
+        **extra,
     )
     _load_encoder_state(model, state, path)
     if file_channels != in_channels:
@@ -104,7 +123,14 @@ def create_model(
 
 
 def create_model_from_spec(spec: ModelSpec, encoder_weights: str | Path | None = None) -> nn.Module:
-    return create_model(spec.arch, spec.encoder, spec.in_channels, spec.classes, encoder_weights)
+    return create_model(
+        spec.arch,
+        spec.encoder,
+        spec.in_channels,
+        spec.classes,
+        encoder_weights,
+        spec.decoder_channels,
+    )
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

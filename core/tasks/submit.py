@@ -91,8 +91,13 @@ def build_train_config(ws: Workspace, req: TrainRequest) -> TrainConfig:
                 "architecture and encoder to fine-tune it, or train from scratch"
             )
         parent_checkpoint = str(ws.root / parent.checkpoint_path)
+        parent_config = (parent.settings or {}).get("train_config") or {}
         if req.recipe == "update":
-            recipe.update(update_fields((parent.settings or {}).get("train_config") or {}))
+            recipe.update(update_fields(parent_config))
+        if recipe:  # the network is the parent's: its decoder, not the recipe's
+            recipe["decoder_channels"] = parent_config.get("decoder_channels")
+    if arch != "unet":  # a recipe's U-Net decoder widths do not fit another network
+        recipe.pop("decoder_channels", None)
     if recipe:
         return TrainConfig(
             **{

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import Cancelled
-from core.vocab import ARCHITECTURES, DEVICES, ENCODERS, LOSSES, OPTIMIZERS
+from core.vocab import (
+    ARCHITECTURES,
+    DEVICES,
+    ENCODERS,
+    LOSSES,
+    OPTIMIZERS,
+    check_decoder_channels,
+)
 
 # Names of core.ml.augment.PRESETS (kept here so that checking a request needs no OpenCV).
 AUGMENT_PRESETS: tuple[str, ...] = ("basic", "radiograph")
@@ -30,6 +37,8 @@ class TrainConfig:
 
     arch: str = "unet"
     encoder: str = "resnet34"
+    # U-Net decoder widths, deepest first; None: smp's (256, 128, 64, 32, 16).
+    decoder_channels: tuple[int, ...] | None = None
     size: int = 256
     epochs: int = 20
     batch_size: int = 8
@@ -44,7 +53,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # NHWC memory layout (faster on CUDA and on CPU)
     num_workers: int | None = None  # DataLoader workers; None = 0 on CPU, up to 4 on CUDA
     augment: bool = True
     augment_preset: str = "basic"  # core.ml.augment.PRESETS: "basic" | "radiograph"
@@ -65,6 +74,10 @@ class TrainConfig:
                 object.__setattr__(self, name, str(value))
         _check_choice("architecture", self.arch, ARCHITECTURES)
         _check_choice("encoder", self.encoder, ENCODERS)
+        # A list (from JSON: a stored config, a job's settings) is kept as the tuple it was.
+        object.__setattr__(
+            self, "decoder_channels", check_decoder_channels(self.arch, self.decoder_channels)
+        )
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.device not in DEVICES and not self.device.startswith("cuda:"):

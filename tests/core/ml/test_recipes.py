@@ -13,12 +13,17 @@ from core.ml.training.recipes import RECIPES, get_recipe
 
 def test_quick_and_best_state_their_network_size_schedule_and_inference_options():
     quick = TrainConfig(**get_recipe("quick").config_fields("lung"))
-    assert (quick.arch, quick.encoder, quick.size, quick.epochs) == ("unet", "resnet18", 128, 15)
-    assert (quick.optimizer, quick.augment_preset) == ("adam", "basic")
+    assert (quick.arch, quick.encoder, quick.size, quick.epochs) == ("unet", "resnet18", 128, 30)
     best = TrainConfig(**get_recipe("best").config_fields("lung"))
-    assert (best.arch, best.encoder, best.size, best.epochs) == ("unet", "resnet34", 320, 28)
-    assert (best.optimizer, best.augment_preset) == ("adamw", "radiograph")
+    assert (best.arch, best.encoder, best.size, best.epochs) == ("unet", "resnet18", 256, 40)
     for config in (quick, best):
+        assert config.decoder_channels == (128, 64, 32, 16, 8)
+        assert (config.optimizer, config.batch_size, config.augment_preset) == (
+            "adamw",
+            4,
+            "basic",
+        )
+        assert config.early_stopping_patience is None  # the cosine schedule runs to its end
         assert config.tta
         assert config.postprocess == {"keep_components": 2, "fill_holes": True}
         assert config.encoder_weights is None  # nothing downloaded

@@ -21,19 +21,23 @@ from db.models import Prediction
 
 def test_a_recipe_resolves_to_its_stated_config_and_explicit_network_settings_win(workspace):
     best = build_train_config(workspace, TrainRequest(recipe="best", device="cpu"))
-    assert (best.arch, best.encoder, best.size, best.epochs) == ("unet", "resnet34", 320, 28)
+    assert (best.arch, best.encoder, best.size, best.epochs) == ("unet", "resnet18", 256, 40)
     assert (best.optimizer, best.augment_preset, best.tta, best.recipe) == (
         "adamw",
-        "radiograph",
+        "basic",
         True,
         "best",
     )
+    assert best.decoder_channels == (128, 64, 32, 16, 8)
     assert best.postprocess == {"keep_components": 2, "fill_holes": True}  # the lung option
     assert best.device == "cpu" and best.encoder_weights is None
     small = build_train_config(workspace, TrainRequest(recipe="quick", size=64))
-    assert (small.size, small.encoder, small.epochs, small.tta) == (64, "resnet18", 15, True)
+    assert (small.size, small.encoder, small.epochs, small.tta) == (64, "resnet18", 30, True)
     finding = build_train_config(workspace, TrainRequest(recipe="quick", label="pneumonia"))
     assert finding.postprocess is None
+    # Another network than the recipe's U-Net takes the schedule, not the U-Net's decoder.
+    deeplab = build_train_config(workspace, TrainRequest(recipe="quick", arch="deeplabv3"))
+    assert (deeplab.arch, deeplab.decoder_channels, deeplab.epochs) == ("deeplabv3", None, 30)
 
 
 def test_an_unknown_recipe_is_refused_at_submission_and_nothing_is_queued(workspace):
@@ -143,7 +147,7 @@ def test_the_train_command_takes_a_recipe_into_the_request(workspace):
     args = build_parser().parse_args(["train", "--recipe", "best", "--device", "cpu"])
     req = _train_request(args, arch=args.arch, recipe=args.recipe)
     config = build_train_config(workspace, req)
-    assert (req.recipe, config.recipe, config.size, config.tta) == ("best", "best", 320, True)
+    assert (req.recipe, config.recipe, config.size, config.tta) == ("best", "best", 256, True)
 
 
 def test_an_update_keeps_the_parents_training_at_a_fifth_of_its_learning_rate(
@@ -161,3 +165,8 @@ def test_an_update_keeps_the_parents_training_at_a_fifth_of_its_learning_rate(
     )
     assert config.lr == pytest.approx(before["lr"] * 0.2)
     assert config.init_checkpoint.endswith(parent.checkpoint_path)
+    # The network is the parent's, decoder included, whatever a recipe would build.
+    parent_decoder = before.get("decoder_channels")
+    assert config.decoder_channels == (tuple(parent_decoder) if parent_decoder else None)
+    quick = build_train_config(ws, TrainRequest(from_version=parent.id, recipe="quick"))
+    assert quick.decoder_channels == config.decoder_channels
