@@ -159,6 +159,10 @@ def run_update(ws: Workspace, version: int, n: int, args: argparse.Namespace) ->
             "update_job_run_s": seconds_between(job.started_at, job.finished_at),
             "child_version": child,
             "child_val_dice": get_version(ws, child).val_dice,
+            # The parent on the update's own validation images, before the fine-tune: the
+            # bar the update is activated against (the parent's stored Dice is on others).
+            "parent_dice_same_images": job.result.get("parent_val_dice"),
+            "activated": job.result.get("activated"),
             "parent_val_dice": parent.val_dice,
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         }

@@ -161,19 +161,22 @@ def activate(ws: Workspace, version_id: int, *, actor: str | None = None) -> Ver
 def register_version(ws: Workspace, version: ModelVersion, activate_rule: str) -> VersionInfo:
     """Store a finished run; activate it per rule: never | always | if_better.
 
-    With no active version at all, the new one becomes active (there is nothing to protect).
+    if_better: a better validation Dice than the active version's. A fine-tune of the active
+    version that measured its parent on its own validation images (metrics["parent_dice"])
+    is compared with that: the same images, the same labels. Otherwise the active version's
+    stored Dice is the bar. With no active version at all, the new one becomes active (there
+    is nothing to protect).
     """
     with ws.sessions.begin() as s:
         current = s.scalar(select(ModelVersion).where(ModelVersion.is_active.is_(True)))
         new_dice = version.metrics.get("dice", 0.0)
+        bar = current.metrics.get("dice", 0.0) if current is not None else 0.0
+        if current is not None and version.parent_version_id == current.id:
+            bar = version.metrics.get("parent_dice", bar)
         make_active = (
             current is None
             or activate_rule == "always"
-            or (
-                activate_rule == "if_better"
-                and current.label == version.label
-                and new_dice > current.metrics.get("dice", 0.0)
-            )
+            or (activate_rule == "if_better" and current.label == version.label and new_dice > bar)
         )
         if make_active:
             s.execute(update(ModelVersion).values(is_active=False))

@@ -75,7 +75,8 @@ show_cam = c7.toggle("Grad-CAM", value=False, key="review_gradcam")
 UPDATE_HELP = (
     "Fine-tune the active model on the labels readers changed since it was trained (a short "
     "schedule); predictions of the changed images and the next ones in the worklist refresh "
-    "first, the rest follow."
+    "first, the rest follow. The update becomes active only if it beats the current model on "
+    "that model's validation images."
 )
 is_active = active is not None and version_id == active.id
 if is_active and can("train") and st.button("Update model", key="review_update", help=UPDATE_HELP):

@@ -138,6 +138,13 @@ def train(
                 "best_epoch": result.best_epoch,
                 "images_per_s": result.images_per_s,
                 "stopped_early": result.stopped_early,
+                # A fine-tune's parent on the same validation images, before the first step:
+                # "if_better" compares with this rather than with scores on other images.
+                **(
+                    {"parent_dice": result.initial_metrics["dice"]}
+                    if result.initial_metrics
+                    else {}
+                ),
             }
         ),
         checkpoint_path=str(Path(result.best_checkpoint).resolve().relative_to(ws.root)),

@@ -86,8 +86,9 @@ def label_changes(ws: Workspace, version_ref: int | str = "active") -> LabelChan
 
 def update_request(ws: Workspace, version: VersionInfo, created_by: str | None) -> TrainRequest:
     """The fine-tune request of an update: the parent's label and reference rule, the short
-    "update" recipe, always activated (the corrected labels are the truth now; the Models page
-    rolls back)."""
+    "update" recipe, activated only if it beats its parent on the parent's validation images
+    (current labels, measured before and after the fine-tune in the same run); otherwise the
+    parent stays active and the Models page can still activate the update."""
     settings = version.settings or {}
     return TrainRequest(
         label=version.label,
@@ -97,7 +98,7 @@ def update_request(ws: Workspace, version: VersionInfo, created_by: str | None) 
         device=settings.get("device", "auto"),
         seed=int(settings.get("seed", 0)),
         recipe="update",
-        activate="always",
+        activate="if_better",
         created_by=created_by,
     )
 
@@ -151,7 +152,7 @@ def update_model(
     progress=None,
 ) -> tuple[VersionInfo, LabelChanges]:
     """Fine-tune `version_ref` on what changed since it was trained and register the result
-    (activated). ValueError when no labels changed."""
+    (activated if it beats its parent: update_request). ValueError when no labels changed."""
     from core.tasks.train import train
 
     require(ws, created_by, "train")
@@ -201,6 +202,10 @@ def refresh_order(ws: Workspace, parent_id: int, touched: Sequence[int], n_next:
     return head + [i for i in upcoming if i not in set(head)][:n_next]
 
 
+def _score(dice: float | None) -> str:
+    return "unknown" if dice is None else f"{dice:.4f}"
+
+
 def run_update_job(ws: Workspace, job_id: int, settings: dict, reporter) -> dict:
     """The "update" job: fine-tune, then predict the changed images and the next ones of the
     worklist first, the rest after, then Grad-CAM for the worklist's head."""
@@ -210,9 +215,17 @@ def run_update_job(ws: Workspace, job_id: int, settings: dict, reporter) -> dict
     version, changes = update_model(
         ws, settings.get("model", "active"), settings.get("created_by"), reporter
     )
+    dice, parent_dice = version.metrics.get("dice"), version.metrics.get("parent_dice")
     reporter.on_log(
         f"version {version.id}: fine-tuned version {changes.version_id} on "
-        f"{len(changes.touched)} changed image(s)"
+        f"{len(changes.touched)} changed image(s); validation Dice {_score(dice)} against "
+        f"the parent's {_score(parent_dice)} on the same images: "
+        + (
+            "activated"
+            if version.is_active
+            else f"version {changes.version_id} stays active (the Models page can activate "
+            f"version {version.id})"
+        )
     )
     first = refresh_order(ws, changes.version_id, changes.touched, NEXT_IN_WORKLIST)
 
@@ -234,6 +247,9 @@ def run_update_job(ws: Workspace, job_id: int, settings: dict, reporter) -> dict
     return {
         "model_version": version.id,
         "parent_version": changes.version_id,
+        "activated": version.is_active,
+        "val_dice": dice,
+        "parent_val_dice": parent_dice,
         "changed": list(changes.touched),
         "predicted_first": first,
         "predicted": result["predicted"],

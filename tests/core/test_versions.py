@@ -15,11 +15,12 @@ from core.versions import (
 from db.models import ModelVersion
 
 
-def _version(dice: float, label: str = "lung") -> ModelVersion:
+def _version(dice: float, label: str = "lung", **fields) -> ModelVersion:
+    metrics = {"dice": dice, **fields.pop("metrics", {})}
     return ModelVersion(
         label=label, arch="unet", encoder="resnet18", image_size=64, settings={},
-        data_snapshot={"n_train": 8, "n_val": 2}, history=[], metrics={"dice": dice},
-        checkpoint_path="models/x/best.pt", device="cpu", duration_s=1.0,
+        data_snapshot={"n_train": 8, "n_val": 2}, history=[], metrics=metrics,
+        checkpoint_path="models/x/best.pt", device="cpu", duration_s=1.0, **fields,
     )  # fmt: skip
 
 
@@ -40,6 +41,18 @@ def test_if_better_activates_only_a_better_version_of_the_same_label(workspace):
     assert not other_label.is_active
     better = register_version(workspace, _version(0.85), "if_better")
     assert better.is_active and _active_ids(workspace) == [better.id]
+
+
+def test_if_better_holds_a_fine_tune_to_its_parent_on_the_same_images(workspace):
+    # The parent's stored Dice was measured on other images; a fine-tune (an update) measured
+    # the parent on its own validation images before training, and is held to that.
+    parent = register_version(workspace, _version(0.95), "always")
+    lower_but_better = _version(0.90, parent_version_id=parent.id, metrics={"parent_dice": 0.85})
+    assert register_version(workspace, lower_but_better, "if_better").is_active
+    child = active_version(workspace)
+    higher_but_worse = _version(0.97, parent_version_id=child.id, metrics={"parent_dice": 0.98})
+    assert not register_version(workspace, higher_but_worse, "if_better").is_active
+    assert _active_ids(workspace) == [child.id]
 
 
 def test_always_and_never(workspace):

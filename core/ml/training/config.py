@@ -121,6 +121,9 @@ class TrainResult:
     stopped_early: bool = False
     n_train: int = 0
     n_val: int = 0
+    # Fine-tunes only: the starting checkpoint's metrics on the same validation images, taken
+    # before the first step (what the run has to beat); None when training from scratch.
+    initial_metrics: dict[str, float] | None = None
 
 
 class TrainingCancelled(Cancelled):

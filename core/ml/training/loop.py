@@ -207,6 +207,30 @@ def _train(
         f"{len(train_items)} training, {len(val_items)} validation images"
     )
 
+    def validation_metrics(loss_sum: float, seen: int) -> tuple[dict[str, float], float]:
+        """(validation metrics, mean training loss of the epoch) over every process."""
+        if ctx.distributed:  # validate every shard with rank 0's batch-norm statistics
+            for buffer in model.buffers():
+                torch.distributed.broadcast(buffer, 0)
+        records, val_loss_sum, n_val = validate(
+            model, val_loader, loss_fn, device, normalisation, config.threshold, amp_dtype
+        )
+        gathered = ctx.gather((records, val_loss_sum, n_val, loss_sum, seen))
+        metrics = summarise_validation(
+            [r for g in gathered for r in g[0]],
+            sum(g[1] for g in gathered),
+            sum(g[2] for g in gathered),
+            config.threshold,
+        )
+        train_loss = sum(g[3] for g in gathered) / max(sum(g[4] for g in gathered), 1)
+        return metrics, train_loss
+
+    initial_metrics = None
+    if config.init_checkpoint is not None:
+        # The starting model on the same validation images: what the fine-tune has to beat.
+        initial_metrics, _ = validation_metrics(0.0, 0)
+        progress.on_log(f"Before fine-tuning: validation Dice {initial_metrics['dice']:.4f}")
+
     for epoch in range(1, config.epochs + 1):
         progress.on_epoch_start(epoch, config.epochs)
         epoch_start = time.perf_counter()
@@ -240,22 +264,10 @@ def _train(
         train_time += time.perf_counter() - epoch_start
         train_images += seen * ctx.world_size
 
-        if ctx.distributed:  # validate every shard with rank 0's batch-norm statistics
-            for buffer in model.buffers():
-                torch.distributed.broadcast(buffer, 0)
-        records, val_loss_sum, n_val = validate(
-            model, val_loader, loss_fn, device, normalisation, config.threshold, amp_dtype
-        )
-        gathered = ctx.gather((records, val_loss_sum, n_val, loss_sum, seen))
-        metrics = summarise_validation(
-            [r for g in gathered for r in g[0]],
-            sum(g[1] for g in gathered),
-            sum(g[2] for g in gathered),
-            config.threshold,
-        )
+        metrics, train_loss = validation_metrics(loss_sum, seen)
         entry = {
             "epoch": epoch,
-            "train_loss": sum(g[3] for g in gathered) / max(sum(g[4] for g in gathered), 1),
+            "train_loss": train_loss,
             "val_loss": metrics["val_loss"],
             "val_dice": metrics["dice"],
             "val_iou": metrics["iou"],
@@ -295,4 +307,5 @@ def _train(
         stopped_early=stopped_early,
         n_train=len(train_items),
         n_val=len(val_items),
+        initial_metrics=initial_metrics,
     )

@@ -77,6 +77,10 @@ def test_a_narrow_run_checkpoints_and_fine_tunes_as_the_same_network(tmp_path, t
         tmp_path / "tuned",
     )
     assert read_checkpoint(tuned.best_checkpoint)[1].spec.decoder_channels == NARROW
+    # Before its first step a fine-tune scores its parent on the same validation images:
+    # the parent's own best validation Dice, what an update has to beat.
+    assert first.initial_metrics is None
+    assert tuned.initial_metrics["dice"] == pytest.approx(first.val_metrics["dice"], abs=1e-6)
     other = TrainConfig(
         **FAST,
         epochs=1,

@@ -113,7 +113,13 @@ def test_update_learns_the_corrected_image_records_it_and_predicts_it_first(
     job = jobs.run_job(ws, submit_update(ws, None))
     assert job.state == "succeeded", job.error
     child = get_version(ws, job.result["model_version"])
-    assert child.parent_version_id == parent.id and child.is_active
+    assert child.parent_version_id == parent.id
+    # Activated only if it beat its parent on the parent's validation images, scored on them
+    # before the fine-tune in the same run.
+    assert "parent_dice" in child.metrics
+    wins = child.metrics["dice"] > child.metrics["parent_dice"]
+    assert child.is_active == wins == job.result["activated"]
+    assert active_version(ws).id == (child.id if wins else parent.id)
     assert child.data_snapshot["since_parent"] == {
         "parent_version": parent.id,
         "changed": [corrected],
