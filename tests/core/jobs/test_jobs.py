@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -72,21 +71,12 @@ def workers(ws):
             proc.wait(10)
 
 
-def wait_until(condition, timeout: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def run_dirs(ws: Workspace) -> set[str]:
     return {p.name for p in ws.models_dir.glob("run-*")}
 
 
-def test_killed_worker_leaves_job_failed_and_active_model_untouched(ws, workers):
+def test_killed_worker_leaves_job_failed_and_active_model_untouched(ws, workers, job_processes):
+    wait_until = job_processes.wait_until
     before = active_version(ws)
     dirs_before = run_dirs(ws)
     worker = workers()
@@ -119,7 +109,8 @@ def test_killed_worker_leaves_job_failed_and_active_model_untouched(ws, workers)
     assert not list(ws.models_dir.rglob("*.tmp"))
 
 
-def test_queue_position_cancel_and_next_job_runs(ws, workers):
+def test_queue_position_cancel_and_next_job_runs(ws, workers, job_processes):
+    wait_until = job_processes.wait_until
     v1 = active_version(ws)
     dirs_before = run_dirs(ws)
     long_job = jobs.submit_job(ws, "train", LONG_TRAINING, "tester")
