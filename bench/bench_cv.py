@@ -209,6 +209,7 @@ def main() -> None:
                 "train_s": round(train_s, 1),
                 "images_per_s": round(result.images_per_s, 2),
                 "device": result.device,
+                "precision": result.precision,
                 "load_during": load(),
                 "threads": torch_threads(),
                 **scores,

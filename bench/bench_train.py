@@ -163,7 +163,7 @@ def run_throughput(
 
     from core.ml.augment import preset
     from core.ml.dataset import ResizedCache, SegmentationDataset
-    from core.ml.device import resolve_device
+    from core.ml.device import autocast_dtype, resolve_device
     from core.ml.losses import create_loss
     from core.ml.models import create_model
     from core.ml.training.loop import _worker_init
@@ -189,9 +189,7 @@ def run_throughput(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    amp_dtype = None
-    if cuda and amp:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = autocast_dtype(device, amp)
     loss_fn = create_loss(args.loss).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     image, mask = next(iter(loader))

@@ -174,6 +174,7 @@ st.dataframe(
             "val IoU": v.metrics.get("iou"),
             "parent": v.parent_version_id,
             "device": v.device,
+            "precision": v.settings.get("precision", ""),
             "minutes": round(v.duration_s / 60, 1),
             "predictions": "yes" if v.id in predicted else "",
             "created": f"{v.created_at:%Y-%m-%d %H:%M}",

@@ -119,6 +119,7 @@ def cmd_train(ws: Workspace, args: argparse.Namespace) -> dict | None:
         "n_train": version.data_snapshot["n_train"],
         "n_val": version.data_snapshot["n_val"],
         "device": version.device,
+        "precision": version.settings.get("precision"),
         "duration_s": round(version.duration_s, 1),
         "active": version.is_active,
     }

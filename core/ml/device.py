@@ -25,3 +25,16 @@ def resolve_device(name: str = "auto") -> torch.device:
             )
         return torch.device(name)
     raise ValueError(f"Unknown device {name!r}; valid choices: {', '.join(DEVICES)}.")
+
+
+def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The reduced precision a run's forward passes use on `device`, or None for float32.
+
+    CUDA: bfloat16 where the GPU has it, else float16 (which needs loss scaling). CPU: always
+    float32. bfloat16 on a CPU that computes it natively (AVX512-BF16) trained 1.3-1.5x faster
+    on 2 cores, but its cross-validated Dice spread from run to run (0.946-0.962 on one fold
+    where float32 gave 0.955-0.958), so CPU runs do not use it.
+    """
+    if enabled and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None

@@ -129,7 +129,11 @@ def train(
         arch=arch,
         encoder=encoder,
         image_size=size,
-        settings={**asdict(req), "train_config": _jsonable(asdict(config))},
+        settings={
+            **asdict(req),
+            "train_config": _jsonable(asdict(config)),
+            "precision": result.precision,
+        },
         data_snapshot=snapshot,
         history=_jsonable(result.history),
         metrics=_jsonable(

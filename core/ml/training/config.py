@@ -52,7 +52,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # mixed precision, CUDA only
+    amp: bool = True  # mixed precision on CUDA (core.ml.device.autocast_dtype); CPU: float32
     channels_last: bool = True  # NHWC memory layout (faster on CUDA and on CPU)
     num_workers: int | None = None  # DataLoader workers; None = 0 on CPU, up to 4 on CUDA
     augment: bool = True
@@ -124,6 +124,7 @@ class TrainResult:
     # Fine-tunes only: the starting checkpoint's metrics on the same validation images, taken
     # before the first step (what the run has to beat); None when training from scratch.
     initial_metrics: dict[str, float] | None = None
+    precision: str = "float32"  # what the forward passes ran in: float32 | bfloat16 | float16
 
 
 class TrainingCancelled(Cancelled):

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from core.ml.augment import preset as augment_preset
 from core.ml.checkpoint import CheckpointMeta, read_checkpoint, save_checkpoint
 from core.ml.dataset import Normalisation, ResizedCache, SegmentationDataset, TrainItem
+from core.ml.device import autocast_dtype
 from core.ml.losses import create_loss
 from core.ml.models import ModelSpec, create_model, create_model_from_spec
 from core.ml.progress import NullProgress, ProgressCallback
@@ -189,9 +190,8 @@ def _train(
     scheduler = warmup_cosine(
         optimizer, config.warmup_epochs * steps, config.epochs * steps, config.min_lr_ratio
     )
-    amp_dtype = None
-    if cuda and config.amp:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = autocast_dtype(device, config.amp)
+    precision = str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else "float32"
     # bf16 has float32's range: only float16 needs loss scaling.
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     loss_fn = create_loss(config.loss).to(device)
@@ -203,7 +203,8 @@ def _train(
     best_dice, best_epoch, best_metrics, since_best = -1.0, 0, {}, 0
     train_time, train_images, stopped_early = 0.0, 0, False
     progress.on_log(
-        f"Training {spec.arch}/{spec.encoder} on {_describe(device, ctx.world_size)}: "
+        f"Training {spec.arch}/{spec.encoder} on {_describe(device, ctx.world_size)} "
+        f"in {precision}: "
         f"{len(train_items)} training, {len(val_items)} validation images"
     )
 
@@ -308,4 +309,5 @@ def _train(
         n_train=len(train_items),
         n_val=len(val_items),
         initial_metrics=initial_metrics,
+        precision=precision,
     )

@@ -100,6 +100,8 @@ def test_train_prints_the_new_version_and_its_validation_dice(trained, ws):
     _, out, err = trained
     version = get_version(ws, out["model_version"])
     assert version.is_active and out["val_dice"] == version.val_dice
+    # It says what it trained in (float32 on CPU; mixed precision is for CUDA).
+    assert out["precision"] == version.settings["precision"] == "float32"
     assert out["n_train"] + out["n_val"] == 12 and out["n_val"] >= 1
     assert len(version.history) == 2 and "epoch 2/2" in err
     # The version keeps the scores of its best epoch (the first with the highest Dice)...
