@@ -15,7 +15,7 @@ def test_quick_and_best_state_their_network_size_schedule_and_inference_options(
     quick = TrainConfig(**get_recipe("quick").config_fields("lung"))
     assert (quick.arch, quick.encoder, quick.size, quick.epochs) == ("unet", "resnet18", 128, 30)
     best = TrainConfig(**get_recipe("best").config_fields("lung"))
-    assert (best.arch, best.encoder, best.size, best.epochs) == ("unet", "resnet18", 256, 40)
+    assert (best.arch, best.encoder, best.size, best.epochs) == ("unet", "resnet18", 256, 60)
     for config in (quick, best):
         assert config.decoder_channels == (128, 64, 32, 16, 8)
         assert (config.optimizer, config.batch_size, config.augment_preset) == (

@@ -21,7 +21,7 @@ from db.models import Prediction
 
 def test_a_recipe_resolves_to_its_stated_config_and_explicit_network_settings_win(workspace):
     best = build_train_config(workspace, TrainRequest(recipe="best", device="cpu"))
-    assert (best.arch, best.encoder, best.size, best.epochs) == ("unet", "resnet18", 256, 40)
+    assert (best.arch, best.encoder, best.size, best.epochs) == ("unet", "resnet18", 256, 60)
     assert (best.optimizer, best.augment_preset, best.tta, best.recipe) == (
         "adamw",
         "basic",
